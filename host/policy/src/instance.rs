@@ -1,0 +1,413 @@
+//! Instances and calls: the per-store host state, the sandbox limits, a pool of warm
+//! instances per plugin, and the mapping of every failure to a [`CallFailure`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{authorizer_world, host, types};
+use crate::compile::Compiler;
+use crate::error::{CallFailure, PolicyError};
+use crate::runtime::{Limits, PluginKind};
+use crate::stderr::TailPipe;
+
+/// Log lines one call may write; the rest are dropped so a plugin cannot flood the log.
+const LOG_LINES_PER_CALL: u32 = 16;
+/// Longest log line kept from a plugin.
+const LOG_LINE_MAX: usize = 1024;
+/// Table elements one instance may hold.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// What a store carries: the plugin's identity and config, a deny-all WASI context, and
+/// the bookkeeping that enforces the deadline and memory cap.
+pub(crate) struct HostState {
+    plugin: Arc<str>,
+    config: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    output: TailPipe,
+    memory_cap: usize,
+    out_of_memory: bool,
+    call_started: Instant,
+    deadline: Duration,
+    logs_left: u32,
+}
+
+impl HostState {
+    fn new(plugin: Arc<str>, config: Arc<str>, limits: &Limits) -> Self {
+        let output = TailPipe::default();
+        // No preopens, no network, no environment, no arguments, empty stdin.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
+        HostState {
+            plugin,
+            config,
+            wasi,
+            table: ResourceTable::new(),
+            output,
+            memory_cap: limits.memory_bytes,
+            out_of_memory: false,
+            call_started: Instant::now(),
+            deadline: limits.call_deadline,
+            logs_left: LOG_LINES_PER_CALL,
+        }
+    }
+
+    fn begin_call(&mut self) {
+        self.call_started = Instant::now();
+        self.logs_left = LOG_LINES_PER_CALL;
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            // Refuse the growth; the guest then fails its allocation and traps. The flag
+            // lets the trap be reported as what it is.
+            self.out_of_memory = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::LogLevel, mut message: String) {
+        if self.logs_left == 0 {
+            return;
+        }
+        self.logs_left -= 1;
+        if message.len() > LOG_LINE_MAX {
+            let mut cut = LOG_LINE_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.plugin;
+        match level {
+            host::LogLevel::Trace => tracing::trace!(target: "cairn::plugin", plugin, "{message}"),
+            host::LogLevel::Debug => tracing::debug!(target: "cairn::plugin", plugin, "{message}"),
+            host::LogLevel::Info => tracing::info!(target: "cairn::plugin", plugin, "{message}"),
+            host::LogLevel::Warn => tracing::warn!(target: "cairn::plugin", plugin, "{message}"),
+            host::LogLevel::Error => tracing::error!(target: "cairn::plugin", plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self) -> String {
+        self.config.to_string()
+    }
+}
+
+impl types::Host for HostState {}
+
+/// The one linker every plugin is instantiated against: the contract's host interface
+/// plus WASI backed by a deny-all context. Which imports a plugin may actually use is
+/// decided before linking, by `sandbox::verdict`.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    authorizer_world::AuthorizerPlugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// One plugin kind's generated bindings, as the generic pool needs them.
+pub(crate) trait Kind: Send + Sync + 'static {
+    const KIND: PluginKind;
+    type Pre: Send + Sync + 'static;
+    type Bindings: Send + Sync + 'static;
+    fn pre(pre: InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
+    fn instantiate(
+        pre: &Self::Pre,
+        store: &mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Bindings>> + Send;
+    fn init(
+        bindings: &Self::Bindings,
+        store: &mut Store<HostState>,
+    ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
+}
+
+/// Counters of one loaded plugin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginStats {
+    /// Calls made.
+    pub calls: u64,
+    /// Calls that failed, all causes.
+    pub failures: u64,
+    /// Calls that ran past the deadline.
+    pub deadline: u64,
+    /// Calls that hit the memory cap.
+    pub out_of_memory: u64,
+    /// Calls that trapped for another reason (panic, exit, ...).
+    pub traps: u64,
+    /// Calls whose answer broke the contract's limits.
+    pub malformed: u64,
+    /// Instances created (the first one, replacements, recycling).
+    pub instances_created: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    deadline: AtomicU64,
+    out_of_memory: AtomicU64,
+    traps: AtomicU64,
+    malformed: AtomicU64,
+    instances_created: AtomicU64,
+}
+
+/// A warm instance and its store.
+pub(crate) struct Slot<K: Kind> {
+    store: Store<HostState>,
+    bindings: K::Bindings,
+    calls: u64,
+}
+
+/// An instance checked out for one call; dropping it (e.g. when the caller's future is
+/// cancelled mid-call) discards the instance instead of returning it to the pool.
+pub(crate) struct Lease<'a, K: Kind> {
+    slot: Slot<K>,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl<K: Kind> Lease<'_, K> {
+    /// The bindings and the store to call them with.
+    pub(crate) fn parts(&mut self) -> (&K::Bindings, &mut Store<HostState>) {
+        (&self.slot.bindings, &mut self.slot.store)
+    }
+}
+
+/// A loaded plugin of kind `K`: its pre-linked instance template and a pool of warm
+/// instances. Cheap to clone.
+pub(crate) struct Loaded<K: Kind>(Arc<Inner<K>>);
+
+impl<K: Kind> Clone for Loaded<K> {
+    fn clone(&self) -> Self {
+        Loaded(self.0.clone())
+    }
+}
+
+struct Inner<K: Kind> {
+    name: Arc<str>,
+    config: Arc<str>,
+    engine: Engine,
+    pre: K::Pre,
+    limits: Limits,
+    idle: Mutex<Vec<Slot<K>>>,
+    permits: Semaphore,
+    counters: Counters,
+}
+
+impl<K: Kind> Loaded<K> {
+    /// Pre-link the component and start one instance, which runs the plugin's `init`
+    /// (its config check) so a bad config refuses the plugin now, not at the first call.
+    pub(crate) async fn new(
+        name: String,
+        compiler: &Compiler,
+        component: &Component,
+        config: String,
+        limits: Limits,
+    ) -> Result<Self, PolicyError> {
+        let pre = compiler
+            .linker()
+            .instantiate_pre(component)
+            .and_then(K::pre)
+            .map_err(|e| PolicyError::Invalid { source_name: name.clone(), reason: format!("{e:#}") })?;
+        let loaded = Loaded(Arc::new(Inner {
+            name: Arc::from(name.as_str()),
+            config: Arc::from(config.as_str()),
+            engine: compiler.engine().clone(),
+            pre,
+            permits: Semaphore::new(limits.max_instances.max(1)),
+            limits,
+            idle: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        }));
+        let slot = match loaded.fresh_slot().await {
+            Ok(slot) => slot,
+            Err(StartError::Config(message)) => return Err(PolicyError::Config { source_name: name, message }),
+            Err(StartError::Failed(failure)) => return Err(PolicyError::Start { source_name: name, failure }),
+        };
+        loaded.park(slot);
+        Ok(loaded)
+    }
+
+    /// The plugin's name for logs (`builtin:<name>` or the file path).
+    pub(crate) fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> PluginStats {
+        let c = &self.0.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PluginStats {
+            calls: get(&c.calls),
+            failures: get(&c.failures),
+            deadline: get(&c.deadline),
+            out_of_memory: get(&c.out_of_memory),
+            traps: get(&c.traps),
+            malformed: get(&c.malformed),
+            instances_created: get(&c.instances_created),
+        }
+    }
+
+    /// Take a warm instance (or make one) and start the call's deadline.
+    pub(crate) async fn checkout(&self) -> Result<Lease<'_, K>, CallFailure> {
+        self.0.counters.calls.fetch_add(1, Ordering::Relaxed);
+        // The semaphore is never closed, so acquire cannot fail.
+        let permit = self
+            .0
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| CallFailure::Instantiate("instance pool closed".into()))?;
+        let idle = self.0.idle.lock().ok().and_then(|mut v| v.pop());
+        let mut slot = match idle {
+            Some(slot) => slot,
+            None => self.fresh_slot().await.map_err(|e| {
+                let failure = match e {
+                    StartError::Config(m) => CallFailure::Instantiate(format!("init failed: {m}")),
+                    StartError::Failed(f) => f,
+                };
+                self.record(&failure);
+                failure
+            })?,
+        };
+        start_deadline(&mut slot.store);
+        Ok(Lease { slot, _permit: permit })
+    }
+
+    /// End a call: keep the instance for the next call on success, discard it (it may be
+    /// poisoned) on failure, and classify the failure.
+    pub(crate) fn finish<R>(&self, lease: Lease<'_, K>, result: wasmtime::Result<R>) -> Result<R, CallFailure> {
+        let mut slot = lease.slot;
+        match result {
+            Ok(value) => {
+                slot.calls += 1;
+                if slot.calls < self.0.limits.max_calls_per_instance {
+                    self.park(slot);
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                let failure = classify(&error, slot.store.data(), &self.0.limits);
+                self.record(&failure);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Count and log an answer that broke the contract's limits.
+    pub(crate) fn malformed(&self, why: String) -> CallFailure {
+        let failure = CallFailure::Malformed(why);
+        self.record(&failure);
+        failure
+    }
+
+    fn park(&self, slot: Slot<K>) {
+        if let Ok(mut idle) = self.0.idle.lock() {
+            idle.push(slot);
+        }
+    }
+
+    fn record(&self, failure: &CallFailure) {
+        let c = &self.0.counters;
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        let counter = match failure {
+            CallFailure::Deadline(_) => &c.deadline,
+            CallFailure::OutOfMemory(_) => &c.out_of_memory,
+            CallFailure::Trap(_) | CallFailure::Instantiate(_) => &c.traps,
+            CallFailure::Malformed(_) => &c.malformed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(target: "cairn::plugin", plugin = &*self.0.name, "plugin call failed, decision fails safe: {failure}");
+    }
+
+    async fn fresh_slot(&self) -> Result<Slot<K>, StartError> {
+        let inner = &self.0;
+        inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
+        let mut store = Store::new(&inner.engine, HostState::new(inner.name.clone(), inner.config.clone(), &inner.limits));
+        store.limiter(|s| s as &mut dyn ResourceLimiter);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.call_started.elapsed() >= state.deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Give the executor its thread back at every tick of a long call.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        start_deadline(&mut store);
+        let fail = |store: &Store<HostState>, e: wasmtime::Error| {
+            StartError::Failed(match classify(&e, store.data(), &inner.limits) {
+                CallFailure::Trap(m) => CallFailure::Instantiate(m),
+                other => other,
+            })
+        };
+        let bindings = match K::instantiate(&inner.pre, &mut store).await {
+            Ok(b) => b,
+            Err(e) => return Err(fail(&store, e)),
+        };
+        match K::init(&bindings, &mut store).await {
+            Ok(Ok(())) => Ok(Slot { store, bindings, calls: 0 }),
+            Ok(Err(message)) => Err(StartError::Config(message)),
+            Err(e) => Err(fail(&store, e)),
+        }
+    }
+}
+
+enum StartError {
+    Config(String),
+    Failed(CallFailure),
+}
+
+fn start_deadline(store: &mut Store<HostState>) {
+    store.data_mut().begin_call();
+    store.set_epoch_deadline(1);
+}
+
+/// Name what went wrong, with the tail of the guest's output (a panic message) if any.
+fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> CallFailure {
+    if state.out_of_memory {
+        return CallFailure::OutOfMemory(limits.memory_bytes);
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return CallFailure::Deadline(limits.call_deadline);
+    }
+    let mut message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        Some(exit) => format!("called exit({})", exit.0),
+        None => format!("{error:#}"),
+    };
+    let output = state.output.take();
+    if !output.is_empty() {
+        let tail: String = output.chars().rev().take(400).collect::<Vec<_>>().into_iter().rev().collect();
+        message.push_str(&format!("; plugin output: {tail}"));
+    }
+    CallFailure::Trap(message)
+}

@@ -1,0 +1,170 @@
+//! Hostile plugins: each is refused at load with a clear error, or its call becomes a
+//! fail-safe decision within the deadline — and the next call on a good plugin works.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cairn_policy::types::*;
+use cairn_policy::{AuthorizerPlugin, CallFailure, PluginSpec, PolicyError, PolicyRuntime};
+use common::{basic, request, runtime, wasm};
+use serde_json::json;
+
+/// Slack on top of the deadline for a debug build on a busy 2-core machine.
+const SLACK: Duration = Duration::from_millis(150);
+
+async fn good_plugin_still_works(rt: &PolicyRuntime) {
+    let good = rt
+        .load_authorizer(&PluginSpec::builtin("basic-auth", json!({"basic_auth_credentials": {"u": "p"}})))
+        .await
+        .expect("load basic-auth");
+    let d = good.authorize_request(&request("GET", "/id", basic("u", "p"))).await;
+    assert_eq!(d, RequestDecision::Allow("u".into()));
+}
+
+async fn load(rt: &PolicyRuntime, fixture: &str) -> AuthorizerPlugin {
+    rt.load_authorizer(&PluginSpec::file(wasm(fixture), json!(null))).await.expect("fixture loads")
+}
+
+fn is_fail_closed(d: &RequestDecision) -> bool {
+    matches!(d, RequestDecision::Deny(Denial { status: 500, .. }))
+}
+
+#[tokio::test]
+async fn infinite_loop_is_cut_at_the_deadline() {
+    let rt = runtime();
+    let deadline = rt.limits().call_deadline;
+    let p = load(&rt, "hostile_spin").await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = p.try_authorize_request(&request("GET", "/id", Credentials::None)).await;
+        let took = started.elapsed();
+        assert_eq!(result, Err(CallFailure::Deadline(deadline)));
+        assert!(took >= deadline && took < deadline + SLACK, "took {took:?}");
+    }
+    let started = Instant::now();
+    assert!(is_fail_closed(&p.authorize_request(&request("GET", "/id", Credentials::None)).await));
+    println!("spin: fail-closed decision after {:?} (deadline {deadline:?})", started.elapsed());
+    let stats = p.stats();
+    assert_eq!(stats.deadline, 4);
+    assert_eq!(stats.failures, 4);
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_hits_the_cap() {
+    // A long deadline, so it is the memory cap that stops the plugin.
+    let rt = common::runtime_with_deadline(Duration::from_secs(2));
+    let p = load(&rt, "hostile_memory").await;
+    let started = Instant::now();
+    let result = p.try_authorize_request(&request("GET", "/id", Credentials::None)).await;
+    let took = started.elapsed();
+    assert_eq!(result, Err(CallFailure::OutOfMemory(64 << 20)));
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    println!("memory hog: refused after {took:?}");
+    assert!(is_fail_closed(&p.authorize_request(&request("GET", "/id", Credentials::None)).await));
+    assert_eq!(p.stats().out_of_memory, 2);
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn panic_is_a_trap_and_the_instance_is_replaced() {
+    let rt = runtime();
+    let p = load(&rt, "hostile_panic").await;
+    let result = p.try_authorize_request(&request("GET", "/secret", Credentials::None)).await;
+    let Err(CallFailure::Trap(message)) = result else { panic!("expected a trap, got {result:?}") };
+    assert!(message.contains("hostile plugin refuses to decide /secret"), "{message}");
+    assert!(is_fail_closed(&p.authorize_request(&request("GET", "/id", Credentials::None)).await));
+    // The poisoned instance was dropped: the same plugin answers its next call.
+    let d = p.authorize_peer(&PeerRequest { peer_id: "12D3KooWPeer".into(), action: PeerAction::Id }).await;
+    assert_eq!(d, PeerDecision::Allow);
+    let stats = p.stats();
+    assert_eq!((stats.traps, stats.calls), (2, 3));
+    assert!(stats.instances_created >= 3, "{stats:?}");
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn filesystem_import_is_refused_at_load() {
+    let rt = runtime();
+    let err = rt.load_authorizer(&PluginSpec::file(wasm("hostile_fs"), json!(null))).await.err().expect("refused");
+    let PolicyError::ForbiddenImport { import, .. } = &err else { panic!("{err}") };
+    assert!(import.starts_with("wasi:filesystem/"), "{import}");
+    assert!(err.to_string().contains("filesystem access is not allowed"), "{err}");
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn sockets_import_is_refused_at_load() {
+    let rt = runtime();
+    let err = rt.load_authorizer(&PluginSpec::file(wasm("hostile_sockets"), json!(null))).await.err().expect("refused");
+    let PolicyError::ForbiddenImport { import, .. } = &err else { panic!("{err}") };
+    assert!(import.starts_with("wasi:sockets/"), "{import}");
+    assert!(err.to_string().contains("network access is not allowed"), "{err}");
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn wrong_world_is_refused_at_load() {
+    let rt = runtime();
+    let err = rt.load_authorizer(&PluginSpec::builtin("cors-config", json!(null))).await.err().expect("refused");
+    assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("cairn:policy/authorizer-plugin@0.1.0"), "{err}");
+    assert!(err.to_string().contains("cairn:policy/cors@0.1.0"), "{err}");
+    let err = rt.load_allocator(&PluginSpec::builtin("basic-auth", json!(null))).await.err().expect("refused");
+    assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn huge_list_gives_no_cors_headers() {
+    let rt = runtime();
+    let p = rt.load_cors(&PluginSpec::file(wasm("hostile_huge_list"), json!(null))).await.expect("loads");
+    let req = PreflightRequest { api: Api::Restapi, origin: "https://a.example".into(), method: "POST".into(), headers: vec![] };
+    let started = Instant::now();
+    let result = p.try_preflight(&req).await;
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(CallFailure::Malformed(_)) | Err(CallFailure::Deadline(_))),
+        "{result:?}"
+    );
+    assert!(took < rt.limits().call_deadline + SLACK, "took {took:?}");
+    println!("huge list: {result:?} after {took:?}");
+    assert_eq!(p.preflight(&req).await, Vec::<Header>::new());
+    good_plugin_still_works(&rt).await;
+}
+
+#[tokio::test]
+async fn garbage_is_not_a_component() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("garbage.wasm");
+    std::fs::write(&path, b"\0asm\x01\0\0\0 this is not a component").expect("write");
+    let rt = runtime();
+    let err = rt.load_authorizer(&PluginSpec::file(&path, json!(null))).await.err().expect("refused");
+    assert!(matches!(err, PolicyError::Invalid { .. }), "{err}");
+    let missing = rt.load_authorizer(&PluginSpec::file(dir.path().join("nope.wasm"), json!(null))).await.err().expect("refused");
+    assert!(matches!(missing, PolicyError::Read { .. }), "{missing}");
+    assert!(missing.to_string().contains("nope.wasm"), "{missing}");
+    good_plugin_still_works(&rt).await;
+}
+
+/// A looping plugin yields the thread at every epoch tick: on a single-threaded runtime,
+/// another task keeps running while the plugin burns its deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_call_does_not_block_the_async_runtime() {
+    let rt = common::runtime_with_deadline(Duration::from_millis(200));
+    let p = load(&rt, "hostile_spin").await;
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = ticks.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let result = p.try_authorize_request(&request("GET", "/id", Credentials::None)).await;
+    ticker.abort();
+    assert_eq!(result, Err(CallFailure::Deadline(Duration::from_millis(200))));
+    let n = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n >= 10, "the other task ran only {n} times during a 200 ms plugin call");
+}

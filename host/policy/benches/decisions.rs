@@ -196,8 +196,8 @@ fn main() {
         push("cors preflight              native", percentiles(|| async { std::hint::black_box(native_cors.preflight(&gpre)); }).await);
         for (i, n) in sizes.iter().enumerate() {
             let (h, g) = (&halloc[i], &galloc[i]);
-            push(&format!("allocate {n:>3} candidates      wasm"), percentiles(|| async { std::hint::black_box(alloc.allocate(h).await); }).await);
-            push(&format!("allocate {n:>3} candidates      native"), percentiles(|| async { std::hint::black_box(native_alloc.allocate(g)); }).await);
+            push(&format!("allocate {n:>3} candidates      wasm"), percentiles(|| async { let _ = std::hint::black_box(alloc.allocate(h).await); }).await);
+            push(&format!("allocate {n:>3} candidates      native"), percentiles(|| async { let _ = std::hint::black_box(native_alloc.allocate(g)); }).await);
         }
     });
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,9 +14,21 @@ use wasmtime::{Config, Engine};
 use crate::error::PolicyError;
 use crate::instance::HostState;
 
-/// How often the engine's epoch advances. A call's deadline is checked at each tick, so
-/// this is the deadline's granularity.
+/// How often the engine's epoch advances. A call's deadline is counted in ticks during
+/// which the call was running, so this is the deadline's granularity.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// The ticker's own count of epochs, readable without the engine (wasmtime does not expose
+/// the current epoch), so a call can tell which ticks passed while it was running.
+#[derive(Clone, Default)]
+pub(crate) struct TickClock(Arc<AtomicU64>);
+
+impl TickClock {
+    /// Ticks since the runtime started.
+    pub(crate) fn now(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 /// The engine plus everything compiled with it.
 pub(crate) struct Compiler {
@@ -25,6 +37,7 @@ pub(crate) struct Compiler {
     cache_dir: Option<PathBuf>,
     /// Compiled components by content hash, so reloading an unchanged plugin is free.
     compiled: Mutex<HashMap<[u8; 32], Component>>,
+    clock: TickClock,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -38,25 +51,30 @@ impl Compiler {
         let linker = crate::instance::linker(&engine).map_err(|e| PolicyError::Runtime(format!("linker: {e:#}")))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (weak_engine, stop) = (engine.weak(), ticker_stop.clone());
+        let clock = TickClock::default();
+        let (weak_engine, stop, ticks) = (engine.weak(), ticker_stop.clone(), clock.0.clone());
         std::thread::Builder::new()
             .name("cairn-policy-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    match weak_engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
+                    let Some(engine) = weak_engine.upgrade() else { break };
+                    // Our count first: a call interrupted by this epoch must already see it.
+                    ticks.fetch_add(1, Ordering::AcqRel);
+                    engine.increment_epoch();
                 }
             })
             .map_err(|e| PolicyError::Runtime(format!("epoch ticker: {e}")))?;
 
-        Ok(Compiler { engine, linker, cache_dir, compiled: Mutex::new(HashMap::new()), ticker_stop })
+        Ok(Compiler { engine, linker, cache_dir, compiled: Mutex::new(HashMap::new()), clock, ticker_stop })
     }
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn clock(&self) -> &TickClock {
+        &self.clock
     }
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {
@@ -71,11 +89,14 @@ impl Compiler {
             return Ok(c);
         }
         let cache_file = self.cache_dir.as_ref().map(|dir| dir.join(self.cache_name(&hash)));
-        let from_disk = cache_file.as_ref().filter(|p| p.exists()).and_then(|path| {
+        let from_disk = cache_file.as_ref().and_then(|path| std::fs::read(path).ok().map(|bytes| (path, bytes)));
+        let from_disk = from_disk.and_then(|(path, bytes)| {
+            // Read into memory rather than mmap the file: a cache file truncated under a
+            // running peer must not crash it (SIGBUS).
             // SAFETY: the cache folder is written only by this runtime (under the
             // operator's config folder); wasmtime checks the engine settings and version
             // recorded in the artifact and errors out on a mismatch.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
+            match unsafe { Component::deserialize(&self.engine, &bytes) } {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(plugin = name, path = %path.display(), "ignoring unusable compile cache entry: {e:#}");

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
@@ -11,7 +11,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{authorizer_world, host, types};
-use crate::compile::Compiler;
+use crate::compile::{Compiler, EPOCH_TICK, TickClock};
 use crate::error::{CallFailure, PolicyError};
 use crate::runtime::{Limits, PluginKind};
 use crate::stderr::TailPipe;
@@ -22,6 +22,8 @@ const LOG_LINES_PER_CALL: u32 = 16;
 const LOG_LINE_MAX: usize = 1024;
 /// Table elements one instance may hold.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// `resumed_at` when the call is not parked.
+const NOT_PARKED: u64 = u64::MAX;
 
 /// What a store carries: the plugin's identity and config, a deny-all WASI context, and
 /// the bookkeeping that enforces the deadline and memory cap.
@@ -33,13 +35,21 @@ pub(crate) struct HostState {
     output: TailPipe,
     memory_cap: usize,
     out_of_memory: bool,
-    call_started: Instant,
+    /// The deadline of the current call (or instance start), for reporting.
     deadline: Duration,
+    clock: TickClock,
+    /// Ticks the current call may run, and has run so far.
+    budget_ticks: u64,
+    used_ticks: u64,
+    /// The tick at which the call's current running stretch began.
+    segment_start: u64,
+    /// Set by the yield future to the tick at which a parked call was resumed.
+    resumed_at: Arc<AtomicU64>,
     logs_left: u32,
 }
 
 impl HostState {
-    fn new(plugin: Arc<str>, config: Arc<str>, limits: &Limits) -> Self {
+    fn new(plugin: Arc<str>, config: Arc<str>, limits: &Limits, clock: TickClock) -> Self {
         let output = TailPipe::default();
         // No preopens, no network, no environment, no arguments, empty stdin.
         let wasi = wasmtime_wasi::WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).build();
@@ -51,15 +61,54 @@ impl HostState {
             output,
             memory_cap: limits.memory_bytes,
             out_of_memory: false,
-            call_started: Instant::now(),
             deadline: limits.call_deadline,
+            clock,
+            budget_ticks: 0,
+            used_ticks: 0,
+            segment_start: 0,
+            resumed_at: Arc::new(AtomicU64::new(NOT_PARKED)),
             logs_left: LOG_LINES_PER_CALL,
         }
     }
 
-    fn begin_call(&mut self) {
-        self.call_started = Instant::now();
+    fn begin_call(&mut self, deadline: Duration) {
+        self.deadline = deadline;
+        self.budget_ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        self.used_ticks = 0;
+        self.segment_start = self.clock.now();
+        self.resumed_at.store(NOT_PARKED, Ordering::Release);
         self.logs_left = LOG_LINES_PER_CALL;
+    }
+
+    /// Called at each epoch tick that passes while the call runs. Only ticks that pass
+    /// while the call is running count against its budget — not time it spends parked
+    /// behind other tasks after a yield — so the deadline is a CPU budget, not a wall-clock
+    /// one that a busy executor would eat.
+    fn on_tick(&mut self) -> UpdateDeadline {
+        let now = self.clock.now();
+        let resumed = self.resumed_at.swap(NOT_PARKED, Ordering::AcqRel);
+        if resumed != NOT_PARKED {
+            self.segment_start = resumed;
+        }
+        let ran = now.saturating_sub(self.segment_start);
+        self.segment_start = now;
+        self.used_ticks += ran;
+        if self.used_ticks >= self.budget_ticks {
+            return UpdateDeadline::Interrupt;
+        }
+        if ran == 0 {
+            // Just resumed after ticks passed while parked: keep running, count from here.
+            return UpdateDeadline::Continue(1);
+        }
+        // Give the executor its thread back at every tick of a long call.
+        let (resumed_at, clock) = (self.resumed_at.clone(), self.clock.clone());
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                resumed_at.store(clock.now(), Ordering::Release);
+            }),
+        )
     }
 }
 
@@ -216,6 +265,7 @@ struct Inner<K: Kind> {
     name: Arc<str>,
     config: Arc<str>,
     engine: Engine,
+    clock: TickClock,
     pre: K::Pre,
     limits: Limits,
     idle: Mutex<Vec<Slot<K>>>,
@@ -242,6 +292,7 @@ impl<K: Kind> Loaded<K> {
             name: Arc::from(name.as_str()),
             config: Arc::from(config.as_str()),
             engine: compiler.engine().clone(),
+            clock: compiler.clock().clone(),
             pre,
             permits: Semaphore::new(limits.max_instances.max(1)),
             limits,
@@ -299,7 +350,7 @@ impl<K: Kind> Loaded<K> {
                 failure
             })?,
         };
-        start_deadline(&mut slot.store);
+        start_deadline(&mut slot.store, self.0.limits.call_deadline);
         Ok(Lease { slot, _permit: permit })
     }
 
@@ -316,7 +367,7 @@ impl<K: Kind> Loaded<K> {
                 Ok(value)
             }
             Err(error) => {
-                let failure = classify(&error, slot.store.data(), &self.0.limits);
+                let failure = classify(&error, slot.store.data());
                 self.record(&failure);
                 Err(failure)
             }
@@ -352,20 +403,13 @@ impl<K: Kind> Loaded<K> {
     async fn fresh_slot(&self) -> Result<Slot<K>, StartError> {
         let inner = &self.0;
         inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
-        let mut store = Store::new(&inner.engine, HostState::new(inner.name.clone(), inner.config.clone(), &inner.limits));
+        let state = HostState::new(inner.name.clone(), inner.config.clone(), &inner.limits, inner.clock.clone());
+        let mut store = Store::new(&inner.engine, state);
         store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            if state.call_started.elapsed() >= state.deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Give the executor its thread back at every tick of a long call.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        start_deadline(&mut store);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_tick()));
+        start_deadline(&mut store, inner.limits.start_deadline);
         let fail = |store: &Store<HostState>, e: wasmtime::Error| {
-            StartError::Failed(match classify(&e, store.data(), &inner.limits) {
+            StartError::Failed(match classify(&e, store.data()) {
                 CallFailure::Trap(m) => CallFailure::Instantiate(m),
                 other => other,
             })
@@ -387,18 +431,18 @@ enum StartError {
     Failed(CallFailure),
 }
 
-fn start_deadline(store: &mut Store<HostState>) {
-    store.data_mut().begin_call();
+fn start_deadline(store: &mut Store<HostState>, deadline: Duration) {
+    store.data_mut().begin_call(deadline);
     store.set_epoch_deadline(1);
 }
 
 /// Name what went wrong, with the tail of the guest's output (a panic message) if any.
-fn classify(error: &wasmtime::Error, state: &HostState, limits: &Limits) -> CallFailure {
+fn classify(error: &wasmtime::Error, state: &HostState) -> CallFailure {
     if state.out_of_memory {
-        return CallFailure::OutOfMemory(limits.memory_bytes);
+        return CallFailure::OutOfMemory(state.memory_cap);
     }
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return CallFailure::Deadline(limits.call_deadline);
+        return CallFailure::Deadline(state.deadline);
     }
     let mut message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(exit) => format!("called exit({})", exit.0),

@@ -55,8 +55,12 @@ impl std::fmt::Display for PluginKind {
 /// Sandbox limits applied to every plugin instance and call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock budget of one call (and of instantiation plus `init`). Default 10 ms.
+    /// CPU budget of one call: time the call runs, counted in 1 ms epoch ticks (time it
+    /// waits for a thread does not count). Default 10 ms.
     pub call_deadline: Duration,
+    /// The same budget for starting an instance (instantiation plus the plugin's `init`,
+    /// which parses its config). Default 250 ms.
+    pub start_deadline: Duration,
     /// Linear-memory cap of one instance. Default 64 MiB.
     pub memory_bytes: usize,
     /// Instances of one plugin that may run at once; more callers wait. Default 64.
@@ -70,6 +74,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             call_deadline: Duration::from_millis(10),
+            start_deadline: Duration::from_millis(250),
             memory_bytes: 64 << 20,
             max_instances: 64,
             max_calls_per_instance: 100_000,

@@ -40,7 +40,8 @@ async fn infinite_loop_is_cut_at_the_deadline() {
         let result = p.try_authorize_request(&request("GET", "/id", Credentials::None)).await;
         let took = started.elapsed();
         assert_eq!(result, Err(CallFailure::Deadline(deadline)));
-        assert!(took >= deadline && took < deadline + SLACK, "took {took:?}");
+        // Counted in 1 ms ticks of running time, so up to one tick early.
+        assert!(took + Duration::from_millis(2) >= deadline && took < deadline + SLACK, "took {took:?}");
     }
     let started = Instant::now();
     assert!(is_fail_closed(&p.authorize_request(&request("GET", "/id", Credentials::None)).await));

@@ -172,6 +172,10 @@ impl<P> __Instance<P> {
 #[macro_export]
 macro_rules! export_authorizer {
     ($policy:ty) => {
+        // Natively (unit tests, benchmarks) nothing is exported; this keeps the policy "used".
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&str) -> ::core::result::Result<$policy, ::std::string::String> =
+            <$policy as $crate::Authorizer>::from_config;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__authorizer::exports::cairn::policy::authorizer::Guest;
@@ -213,6 +217,10 @@ macro_rules! export_authorizer {
 #[macro_export]
 macro_rules! export_cors {
     ($policy:ty) => {
+        // Natively (unit tests, benchmarks) nothing is exported; this keeps the policy "used".
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&str) -> ::core::result::Result<$policy, ::std::string::String> =
+            <$policy as $crate::Cors>::from_config;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__cors::exports::cairn::policy::cors::Guest;
@@ -242,6 +250,10 @@ macro_rules! export_cors {
 #[macro_export]
 macro_rules! export_allocator {
     ($policy:ty) => {
+        // Natively (unit tests, benchmarks) nothing is exported; this keeps the policy "used".
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&str) -> ::core::result::Result<$policy, ::std::string::String> =
+            <$policy as $crate::Allocator>::from_config;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::__allocator::exports::cairn::policy::allocator::Guest;

@@ -12,10 +12,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = serde_json::json!({ "basic_auth_credentials": { "alice": "secret" } });
     let authorizer = runtime.load_authorizer(&PluginSpec::builtin("basic-auth", config)).await?;
 
-    for credentials in [
-        Credentials::Basic(BasicCredentials { user: "alice".into(), password: "secret".into() }),
-        Credentials::None,
-    ] {
+    for credentials in
+        [Credentials::Basic(BasicCredentials { user: "alice".into(), password: "secret".into() }), Credentials::None]
+    {
         let request = ApiRequest {
             api: Api::Restapi,
             method: "POST".into(),

@@ -17,6 +17,8 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
+    // Fixtures are members by glob, so a new one changes no manifest: watch the folder.
+    println!("cargo:rerun-if-changed={}", plugins.join("fixtures").display());
     for dir in guest_dirs(&plugins) {
         println!("cargo:rerun-if-changed={}", dir.display());
     }
@@ -30,7 +32,13 @@ fn main() {
         .arg(plugins.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target_dir);
     // The outer build's flags and wrappers are for the host target, not the guests.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo for the guest plugins");
@@ -51,19 +59,11 @@ fn main() {
     println!("cargo:rustc-env=CAIRN_PLUGIN_WASM_DIR={}", wasm_dir.display());
 }
 
-/// Every guest crate folder (skipping build output), so an edit to any of them rebuilds.
+/// Every guest crate folder directly under `plugins/` (skipping build output), so an edit
+/// to any of them rebuilds.
 fn guest_dirs(plugins: &Path) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for base in [plugins.to_path_buf(), plugins.join("fixtures")] {
-        let Ok(entries) = std::fs::read_dir(&base) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.join("Cargo.toml").exists() {
-                dirs.push(path);
-            }
-        }
-    }
-    dirs
+    let Ok(entries) = std::fs::read_dir(plugins) else { return Vec::new() };
+    entries.flatten().map(|e| e.path()).filter(|p| p.join("Cargo.toml").exists()).collect()
 }
 
 /// `<target>/wasm-plugins`, shared by every profile of the host build.
@@ -85,9 +85,8 @@ fn ensure_target() {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let installed = |root: &Option<String>| {
-        root.as_ref().is_some_and(|r| Path::new(r).join("lib/rustlib").join(TARGET).exists())
-    };
+    let installed =
+        |root: &Option<String>| root.as_ref().is_some_and(|r| Path::new(r).join("lib/rustlib").join(TARGET).exists());
     if installed(&sysroot) {
         return;
     }

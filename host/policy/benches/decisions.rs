@@ -41,7 +41,10 @@ fn host_request() -> host::ApiRequest {
         remote_addr: "127.0.0.1:40000".into(),
         peer_id: None,
         tls: false,
-        credentials: host::Credentials::Basic(host::BasicCredentials { user: "alice".into(), password: "secret".into() }),
+        credentials: host::Credentials::Basic(host::BasicCredentials {
+            user: "alice".into(),
+            password: "secret".into(),
+        }),
     }
 }
 
@@ -55,54 +58,67 @@ fn guest_request() -> guest::ApiRequest {
         remote_addr: "127.0.0.1:40000".into(),
         peer_id: None,
         tls: false,
-        credentials: guest::Credentials::Basic(guest::BasicCredentials { user: "alice".into(), password: "secret".into() }),
+        credentials: guest::Credentials::Basic(guest::BasicCredentials {
+            user: "alice".into(),
+            password: "secret".into(),
+        }),
     }
 }
 
 /// `n` peers in 3 groups with different free space, as `(peer, group, freespace)`.
 fn peers(n: usize) -> Vec<(String, String, u64)> {
-    (0..n).map(|i| (format!("12D3KooWPeer{i:04}"), format!("group{}", i % 3), 1_000_000 + (i as u64 * 7919) % 100_000)).collect()
+    (0..n)
+        .map(|i| (format!("12D3KooWPeer{i:04}"), format!("group{}", i % 3), 1_000_000 + (i as u64 * 7919) % 100_000))
+        .collect()
 }
 
 macro_rules! allocation_request {
-    ($m:ident, $n:expr) => {{
-        use $m::*;
+    ($pin:path, $mode:expr, $metric:path, $request:path, $n:expr) => {{
+        use $metric as Metric;
+        use $pin as PinInfo;
+        use $request as AllocationRequest;
         let candidates = peers($n)
             .into_iter()
-            .map(|(peer_id, group, free)| Candidate {
-                peer_id,
-                metrics: vec![
-                    Metric { name: "tag:group".into(), value: group, weight: 0, partitionable: true, expire: i64::MAX },
-                    Metric { name: "freespace".into(), value: free.to_string(), weight: free as i64, partitionable: false, expire: i64::MAX },
-                ],
+            .map(|(peer_id, group, free)| {
+                let metrics = vec![
+                    Metric::new("tag:group", &group, 0, true),
+                    Metric::new("freespace", &free.to_string(), free as i64, false),
+                ];
+                (peer_id, metrics)
             })
             .collect();
-        AllocationRequest {
-            pin: PinInfo {
-                cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
-                name: "bench".into(),
-                mode: PinMode::Recursive,
-                replication_factor_min: 2,
-                replication_factor_max: 3,
-                shard_size: 0,
-                user_allocations: vec![],
-                expire_at: None,
-                metadata: vec![],
-                origins: vec![],
-            },
-            current: vec![],
-            priority: vec![],
-            candidates,
-        }
+        let pin = PinInfo {
+            cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
+            name: "bench".into(),
+            mode: $mode,
+            replication_factor_min: 2,
+            replication_factor_max: 3,
+            shard_size: 0,
+            user_allocations: vec![],
+            expire_at: None,
+            metadata: vec![],
+            origins: vec![],
+        };
+        AllocationRequest::from_rows(pin, vec![], vec![], candidates)
     }};
 }
 
 fn preflight_host() -> host::PreflightRequest {
-    host::PreflightRequest { api: host::Api::Restapi, origin: "https://app.example".into(), method: "GET".into(), headers: vec!["content-type".into()] }
+    host::PreflightRequest {
+        api: host::Api::Restapi,
+        origin: "https://app.example".into(),
+        method: "GET".into(),
+        headers: vec!["content-type".into()],
+    }
 }
 
 fn preflight_guest() -> guest::PreflightRequest {
-    guest::PreflightRequest { api: guest::Api::Restapi, origin: "https://app.example".into(), method: "GET".into(), headers: vec!["content-type".into()] }
+    guest::PreflightRequest {
+        api: guest::Api::Restapi,
+        origin: "https://app.example".into(),
+        method: "GET".into(),
+        headers: vec!["content-type".into()],
+    }
 }
 
 struct Row {
@@ -150,6 +166,13 @@ fn main() {
             rt.load_allocator(&PluginSpec::builtin("balanced", json!(null))).await.expect("balanced"),
         )
     });
+    // The contract's own cost: an allocator that does no work.
+    let minimal = tokio
+        .block_on(rt.load_allocator(&PluginSpec::file(
+            std::path::Path::new(env!("CAIRN_PLUGIN_WASM_DIR")).join("minimal_allocator.wasm"),
+            json!(null),
+        )))
+        .expect("minimal allocator");
     let native_auth = basic_auth::BasicAuth::from_config(AUTH_CONFIG).expect("native basic-auth");
     let native_cors = cors_config::CorsPolicy::from_config(CORS_CONFIG).expect("native cors");
     let native_alloc = balanced::Balanced::from_config("null").expect("native balanced");
@@ -157,8 +180,30 @@ fn main() {
     let (hreq, greq) = (host_request(), guest_request());
     let (hpre, gpre) = (preflight_host(), preflight_guest());
     let sizes = [3usize, 10, 100];
-    let halloc: Vec<host::AllocationRequest> = sizes.iter().map(|&n| allocation_request!(host, n)).collect();
-    let galloc: Vec<guest::AllocationRequest> = sizes.iter().map(|&n| allocation_request!(guest, n)).collect();
+    let halloc: Vec<host::AllocationRequest> = sizes
+        .iter()
+        .map(|&n| {
+            allocation_request!(
+                host::PinInfo,
+                host::PinMode::Recursive,
+                cairn_policy::PeerMetric,
+                host::AllocationRequest,
+                n
+            )
+        })
+        .collect();
+    let galloc: Vec<guest::AllocationRequest> = sizes
+        .iter()
+        .map(|&n| {
+            allocation_request!(
+                guest::PinInfo,
+                guest::PinMode::Recursive,
+                cairn_policy_sdk::PeerMetric,
+                guest::AllocationRequest,
+                n
+            )
+        })
+        .collect();
 
     // Sanity: the sandboxed and native answers agree.
     tokio.block_on(async {
@@ -181,23 +226,76 @@ fn main() {
     group.bench_function("cors/preflight/wasm", |b| b.iter(|| tokio.block_on(cors.preflight(&hpre))));
     group.bench_function("cors/preflight/native", |b| b.iter(|| native_cors.preflight(&gpre)));
     for (i, n) in sizes.iter().enumerate() {
-        group.bench_function(format!("allocate/{n}-candidates/wasm"), |b| b.iter(|| tokio.block_on(alloc.allocate(&halloc[i]))));
-        group.bench_function(format!("allocate/{n}-candidates/native"), |b| b.iter(|| native_alloc.allocate(&galloc[i])));
+        group.bench_function(format!("allocate/{n}-candidates/wasm"), |b| {
+            b.iter(|| tokio.block_on(alloc.allocate(&halloc[i])))
+        });
+        group.bench_function(format!("allocate/{n}-candidates/native"), |b| {
+            b.iter(|| native_alloc.allocate(&galloc[i]))
+        });
     }
     group.finish();
 
     let mut rows = Vec::new();
     tokio.block_on(async {
         let mut push = |name: &str, (p50, p99): (Duration, Duration)| rows.push(Row { name: name.into(), p50, p99 });
-        push("authorize basic+10 headers  wasm (pooled instance)", percentiles(|| async { std::hint::black_box(auth.authorize_request(&hreq).await); }).await);
-        push("authorize basic+10 headers  wasm (fresh instance)", percentiles(|| async { std::hint::black_box(auth_fresh.authorize_request(&hreq).await); }).await);
-        push("authorize basic+10 headers  native", percentiles(|| async { std::hint::black_box(native_auth.authorize_request(&greq)); }).await);
-        push("cors preflight              wasm", percentiles(|| async { std::hint::black_box(cors.preflight(&hpre).await); }).await);
-        push("cors preflight              native", percentiles(|| async { std::hint::black_box(native_cors.preflight(&gpre)); }).await);
+        push(
+            "authorize basic+10 headers  wasm (pooled instance)",
+            percentiles(|| async {
+                std::hint::black_box(auth.authorize_request(&hreq).await);
+            })
+            .await,
+        );
+        push(
+            "authorize basic+10 headers  wasm (fresh instance)",
+            percentiles(|| async {
+                std::hint::black_box(auth_fresh.authorize_request(&hreq).await);
+            })
+            .await,
+        );
+        push(
+            "authorize basic+10 headers  native",
+            percentiles(|| async {
+                std::hint::black_box(native_auth.authorize_request(&greq));
+            })
+            .await,
+        );
+        push(
+            "cors preflight              wasm",
+            percentiles(|| async {
+                std::hint::black_box(cors.preflight(&hpre).await);
+            })
+            .await,
+        );
+        push(
+            "cors preflight              native",
+            percentiles(|| async {
+                std::hint::black_box(native_cors.preflight(&gpre));
+            })
+            .await,
+        );
         for (i, n) in sizes.iter().enumerate() {
             let (h, g) = (&halloc[i], &galloc[i]);
-            push(&format!("allocate {n:>3} candidates      wasm"), percentiles(|| async { let _ = std::hint::black_box(alloc.allocate(h).await); }).await);
-            push(&format!("allocate {n:>3} candidates      native"), percentiles(|| async { let _ = std::hint::black_box(native_alloc.allocate(g)); }).await);
+            push(
+                &format!("allocate {n:>3} candidates      wasm"),
+                percentiles(|| async {
+                    let _ = std::hint::black_box(alloc.allocate(h).await);
+                })
+                .await,
+            );
+            push(
+                &format!("allocate {n:>3} candidates      native"),
+                percentiles(|| async {
+                    let _ = std::hint::black_box(native_alloc.allocate(g));
+                })
+                .await,
+            );
+            push(
+                &format!("allocate {n:>3} candidates      wasm, no-op policy"),
+                percentiles(|| async {
+                    let _ = std::hint::black_box(minimal.allocate(h).await);
+                })
+                .await,
+            );
         }
     });
 
@@ -208,7 +306,9 @@ fn main() {
         tokio.block_on(async {
             let rt = PolicyRuntime::new(settings.clone()).expect("runtime");
             rt.load_authorizer(&PluginSpec::builtin("basic-auth", cfg(AUTH_CONFIG))).await.expect("basic-auth");
-            rt.load_authorizer(&PluginSpec::builtin("trusted-peers", json!({"trusted_peers": ["*"]}))).await.expect("trusted-peers");
+            rt.load_authorizer(&PluginSpec::builtin("trusted-peers", json!({"trusted_peers": ["*"]})))
+                .await
+                .expect("trusted-peers");
             rt.load_cors(&PluginSpec::builtin("cors-config", cfg(CORS_CONFIG))).await.expect("cors-config");
             rt.load_allocator(&PluginSpec::builtin("balanced", json!(null))).await.expect("balanced");
         });

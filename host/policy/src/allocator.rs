@@ -1,13 +1,13 @@
 //! Allocator plugins: choose the peers of a pin. Every failure fails the allocation with
 //! a message saying why.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
 use crate::bindings::allocator_world::{AllocatorPlugin as Bindings, AllocatorPluginPre};
-use crate::bindings::types::AllocationRequest;
+use crate::bindings::types::{AllocationRequest, MetricColumn, MetricEntry, PinInfo};
 use crate::error::CallFailure;
 use crate::instance::{HostState, Kind, Loaded, PluginStats};
 use crate::runtime::PluginKind;
@@ -74,6 +74,67 @@ impl AllocatorPlugin {
     }
 }
 
+/// One peer's metric as the monitor holds it (IPFS Cluster's `Metric`); rows of these
+/// build an [`AllocationRequest`], whose metrics travel as columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMetric {
+    pub name: String,
+    pub value: String,
+    pub weight: i64,
+    pub partitionable: bool,
+    /// Expiry, Unix nanoseconds.
+    pub expire: i64,
+}
+
+impl PeerMetric {
+    /// A metric that never expires.
+    pub fn new(name: &str, value: &str, weight: i64, partitionable: bool) -> Self {
+        PeerMetric { name: name.into(), value: value.into(), weight, partitionable, expire: i64::MAX }
+    }
+}
+
+impl AllocationRequest {
+    /// A request from per-peer rows: `candidates` in order, each with its metrics. Columns
+    /// appear in the order their names are first seen.
+    pub fn from_rows(
+        pin: PinInfo,
+        current: Vec<String>,
+        priority: Vec<String>,
+        candidates: Vec<(String, Vec<PeerMetric>)>,
+    ) -> Self {
+        // Per column: the column and an index of its distinct values.
+        let mut columns: Vec<(MetricColumn, HashMap<String, u32>)> = Vec::new();
+        let mut ids = Vec::with_capacity(candidates.len());
+        for (peer, (id, row)) in candidates.into_iter().enumerate() {
+            ids.push(id);
+            for m in row {
+                let at = match columns.iter().position(|(c, _)| c.name == m.name) {
+                    Some(at) => at,
+                    None => {
+                        let column = MetricColumn { name: m.name, distinct_values: Vec::new(), entries: Vec::new() };
+                        columns.push((column, HashMap::new()));
+                        columns.len() - 1
+                    }
+                };
+                let (column, index) = &mut columns[at];
+                let value = *index.entry(m.value).or_insert_with_key(|v| {
+                    column.distinct_values.push(v.clone());
+                    (column.distinct_values.len() - 1) as u32
+                });
+                column.entries.push(MetricEntry {
+                    peer: peer as u32,
+                    value,
+                    weight: m.weight,
+                    partitionable: m.partitionable,
+                    expire: m.expire,
+                });
+            }
+        }
+        let metrics = columns.into_iter().map(|(c, _)| c).collect();
+        AllocationRequest { pin, current, priority, candidates: ids, metrics }
+    }
+}
+
 /// Every peer returned must be a current allocation or a candidate, at most once.
 fn check_answer(req: &AllocationRequest, answer: &Result<Vec<String>, String>) -> Result<(), String> {
     match answer {
@@ -83,7 +144,7 @@ fn check_answer(req: &AllocationRequest, answer: &Result<Vec<String>, String>) -
         Err(_) => Ok(()),
         Ok(peers) => {
             let known: HashSet<&str> =
-                req.current.iter().map(String::as_str).chain(req.candidates.iter().map(|c| c.peer_id.as_str())).collect();
+                req.current.iter().map(String::as_str).chain(req.candidates.iter().map(String::as_str)).collect();
             if peers.len() > known.len() {
                 return Err(format!("{} peers returned but only {} were offered", peers.len(), known.len()));
             }

@@ -187,7 +187,9 @@ mod tests {
         assert!(check_denial(&denial(401)).is_ok());
         assert!(check_denial(&denial(200)).is_err());
         assert!(check_denial(&Denial { headers: vec![("x\r\n".into(), "v".into())], ..denial(403) }).is_err());
-        assert!(check_denial(&Denial { headers: vec![("www-authenticate".into(), "a\nb".into())], ..denial(403) }).is_err());
+        assert!(
+            check_denial(&Denial { headers: vec![("www-authenticate".into(), "a\nb".into())], ..denial(403) }).is_err()
+        );
         assert!(check_denial(&Denial { headers: vec![("a".into(), "b".into()); 17], ..denial(403) }).is_err());
         assert!(check_request_decision(&RequestDecision::Allow("x".repeat(257))).is_err());
         assert!(check_token("a b").is_err());

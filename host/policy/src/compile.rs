@@ -107,14 +107,12 @@ impl Compiler {
         let component = match from_disk {
             Some(c) => c,
             None => {
-                let c = Component::new(&self.engine, bytes).map_err(|e| PolicyError::Invalid {
-                    source_name: name.to_string(),
-                    reason: format!("{e:#}"),
-                })?;
-                if let Some(path) = &cache_file {
-                    if let Err(e) = write_cache(path, &c) {
-                        tracing::warn!(plugin = name, path = %path.display(), "cannot write compile cache: {e}");
-                    }
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(|e| PolicyError::Invalid { source_name: name.to_string(), reason: format!("{e:#}") })?;
+                if let Some(path) = &cache_file
+                    && let Err(e) = write_cache(path, &c)
+                {
+                    tracing::warn!(plugin = name, path = %path.display(), "cannot write compile cache: {e}");
                 }
                 c
             }

@@ -332,12 +332,8 @@ impl<K: Kind> Loaded<K> {
     pub(crate) async fn checkout(&self) -> Result<Lease<'_, K>, CallFailure> {
         self.0.counters.calls.fetch_add(1, Ordering::Relaxed);
         // The semaphore is never closed, so acquire cannot fail.
-        let permit = self
-            .0
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| CallFailure::Instantiate("instance pool closed".into()))?;
+        let permit =
+            self.0.permits.acquire().await.map_err(|_| CallFailure::Instantiate("instance pool closed".into()))?;
         let idle = self.0.idle.lock().ok().and_then(|mut v| v.pop());
         let mut slot = match idle {
             Some(slot) => slot,

@@ -19,7 +19,7 @@ mod runtime;
 mod sandbox;
 mod stderr;
 
-pub use allocator::AllocatorPlugin;
+pub use allocator::{AllocatorPlugin, PeerMetric};
 pub use authorizer::AuthorizerPlugin;
 pub use bindings::types;
 pub use cors::CorsPlugin;

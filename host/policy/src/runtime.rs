@@ -206,9 +206,8 @@ fn read_source(source: &PluginSource) -> Result<(String, Arc<[u8]>), PolicyError
     let name = source.to_string();
     match source {
         PluginSource::Builtin(builtin_name) => {
-            let bytes = builtin::get(builtin_name).ok_or_else(|| {
-                PolicyError::UnknownBuiltin(builtin_name.clone(), builtin::NAMES.join(", "))
-            })?;
+            let bytes = builtin::get(builtin_name)
+                .ok_or_else(|| PolicyError::UnknownBuiltin(builtin_name.clone(), builtin::NAMES.join(", ")))?;
             Ok((name, Arc::from(bytes)))
         }
         PluginSource::File { path, sha256 } => {

@@ -49,9 +49,7 @@ pub(crate) fn verdict(import: &str) -> Result<&'static str, &'static str> {
         return Err("only interface imports of the cairn:policy contract are allowed");
     };
     match package {
-        "cairn:policy" if version.starts_with("0.1.") && matches!(iface, "host" | "types") => {
-            Ok("the plugin contract")
-        }
+        "cairn:policy" if version.starts_with("0.1.") && matches!(iface, "host" | "types") => Ok("the plugin contract"),
         "cairn:policy" => Err("not part of cairn:policy@0.1 (this host speaks 0.1.x)"),
         "wasi:clocks" if is_p2(version) && matches!(iface, "wall-clock" | "monotonic-clock") => {
             Ok("clocks are allowed")

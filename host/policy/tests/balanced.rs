@@ -8,8 +8,12 @@ mod common;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
+use cairn_policy::PeerMetric as Metric;
 use cairn_policy::types::*;
 use cairn_policy::{AllocatorPlugin, PluginSpec, PolicyError, PolicyRuntime};
+
+/// A candidate as a row: its id and metrics (the request carries them as columns).
+type Candidate = (String, Vec<Metric>);
 use serde_json::json;
 
 const CID: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
@@ -23,10 +27,7 @@ fn metric(name: &str, value: &str, weight: i64, partitionable: bool) -> Metric {
 /// A peer as the tags and disk informers publish it: `tag:group` (partitionable, weight 0)
 /// and `freespace` (weight = free bytes, value the same number as a string).
 fn peer(id: &str, group: &str, free: i64) -> Candidate {
-    Candidate {
-        peer_id: id.into(),
-        metrics: vec![metric("tag:group", group, 0, true), metric("freespace", &free.to_string(), free, false)],
-    }
+    (id.into(), vec![metric("tag:group", group, 0, true), metric("freespace", &free.to_string(), free, false)])
 }
 
 /// A peer that publishes only `freespace`.
@@ -35,7 +36,7 @@ fn disk_only(id: &str, free: i64) -> Candidate {
 }
 
 fn candidate(id: &str, metrics: Vec<Metric>) -> Candidate {
-    Candidate { peer_id: id.into(), metrics }
+    (id.into(), metrics)
 }
 
 fn strings(ids: &[&str]) -> Vec<String> {
@@ -45,8 +46,8 @@ fn strings(ids: &[&str]) -> Vec<String> {
 /// A request for `CID` with the given factors, current allocations, user allocations
 /// (priority) and candidates.
 fn request(min: i32, max: i32, current: &[&str], priority: &[&str], candidates: Vec<Candidate>) -> AllocationRequest {
-    AllocationRequest {
-        pin: PinInfo {
+    AllocationRequest::from_rows(
+        PinInfo {
             cid: CID.into(),
             name: "test-pin".into(),
             mode: PinMode::Recursive,
@@ -58,10 +59,10 @@ fn request(min: i32, max: i32, current: &[&str], priority: &[&str], candidates: 
             metadata: Vec::new(),
             origins: Vec::new(),
         },
-        current: strings(current),
-        priority: strings(priority),
+        strings(current),
+        strings(priority),
         candidates,
-    }
+    )
 }
 
 /// Two groups of three: group `a` holds 600 free in total, group `b` 650, though `a` has
@@ -131,8 +132,7 @@ fn assert_clean(p: &AllocatorPlugin, calls: u64) {
 }
 
 async fn load_err(config: serde_json::Value) -> PolicyError {
-    rt()
-        .load_allocator(&PluginSpec::builtin("balanced", config.clone()))
+    rt().load_allocator(&PluginSpec::builtin("balanced", config.clone()))
         .await
         .err()
         .unwrap_or_else(|| panic!("config {config} should be refused"))
@@ -149,12 +149,7 @@ fn not_enough(needed: i64, wanted: i64, available: usize) -> String {
 
 #[tokio::test]
 async fn missing_null_or_unknown_config_uses_default_allocate_by() {
-    for config in [
-        json!(null),
-        json!({}),
-        json!({"allocate_by": null}),
-        json!({"unknown": 1, "other": [true]}),
-    ] {
+    for config in [json!(null), json!({}), json!({"allocate_by": null}), json!({"unknown": 1, "other": [true]})] {
         let p = plugin(config.clone()).await;
         let got = allocate(&p, &request(6, 6, &[], &[], two_groups())).await;
         assert_eq!(got, TWO_GROUPS_DEFAULT_ORDER, "config {config}");
@@ -178,7 +173,8 @@ async fn custom_allocate_by_freespace_only() {
     // No group spreading: the biggest disks first, whatever their group.
     assert_eq!(allocate(&p, &request(6, 6, &[], &[], two_groups())).await, TWO_GROUPS_FREESPACE_ORDER);
     // Peers without tags are usable now.
-    let got = allocate(&p, &request(2, 2, &[], &[], vec![disk_only("x", 10), disk_only("y", 30), disk_only("z", 20)])).await;
+    let got =
+        allocate(&p, &request(2, 2, &[], &[], vec![disk_only("x", 10), disk_only("y", 30), disk_only("z", 20)])).await;
     assert_eq!(got, ["y", "z"]);
     assert_clean(&p, 2);
 }
@@ -399,7 +395,8 @@ async fn peers_lacking_any_allocate_by_metric_are_dropped() {
     let mut candidates = two_groups();
     candidates.push(disk_only("no-tag", 9999));
     candidates.push(candidate("no-disk", vec![metric("tag:group", "a", 0, true)]));
-    candidates.push(candidate("other-metrics", vec![metric("pinqueue", "0", 0, false), metric("tag:region", "x", 0, true)]));
+    candidates
+        .push(candidate("other-metrics", vec![metric("pinqueue", "0", 0, false), metric("tag:region", "x", 0, true)]));
     candidates.push(candidate("nothing", Vec::new()));
     // no-tag is even a user allocation; max 10 leaves room for everybody usable.
     let req = request(6, 10, &[], &["no-tag"], candidates);
@@ -549,8 +546,8 @@ fn hundred_peers() -> Vec<Candidate> {
 async fn hundred_candidates_give_max_distinct_peers() {
     let p = default_plugin().await;
     let candidates = hundred_peers();
-    assert_eq!(candidates.iter().map(|c| c.peer_id.clone()).collect::<HashSet<_>>().len(), 100);
-    let offered: HashSet<String> = candidates.iter().map(|c| c.peer_id.clone()).collect();
+    assert_eq!(candidates.iter().map(|c| c.0.clone()).collect::<HashSet<_>>().len(), 100);
+    let offered: HashSet<String> = candidates.iter().map(|c| c.0.clone()).collect();
 
     for (min, max) in [(1, 1), (3, 10), (5, 20), (50, 100), (2, 150)] {
         let got = allocate(&p, &request(min, max, &[], &[], candidates.clone())).await;
@@ -619,10 +616,7 @@ async fn concurrent_calls_on_one_plugin_agree() {
 /// say) all finish even though each waits behind the others.
 #[tokio::test]
 async fn burst_of_large_allocations_meets_the_default_deadline() {
-    let p = rt()
-        .load_allocator(&PluginSpec::builtin("balanced", json!(null)))
-        .await
-        .expect("load balanced");
+    let p = rt().load_allocator(&PluginSpec::builtin("balanced", json!(null))).await.expect("load balanced");
     let mut tasks = Vec::new();
     for i in 0..32u64 {
         let p = p.clone();

@@ -54,11 +54,23 @@ async fn empty_credentials_map_is_refused_at_load() {
 #[tokio::test]
 async fn basic_credentials_are_checked() {
     let p = users().await;
-    assert_eq!(p.authorize_request(&request("GET", "/id", basic("alice", "secret"))).await, RequestDecision::Allow("alice".into()));
-    assert_eq!(p.authorize_request(&request("GET", "/id", basic("bob", "hunter2"))).await, RequestDecision::Allow("bob".into()));
+    assert_eq!(
+        p.authorize_request(&request("GET", "/id", basic("alice", "secret"))).await,
+        RequestDecision::Allow("alice".into())
+    );
+    assert_eq!(
+        p.authorize_request(&request("GET", "/id", basic("bob", "hunter2"))).await,
+        RequestDecision::Allow("bob".into())
+    );
     let denied = deny("unauthorized: access denied", &[BASIC_CHALLENGE]);
-    for (user, password) in [("alice", "hunter2"), ("carol", "secret"), ("", "secret"), ("alice", ""), ("ALICE", "secret")] {
-        assert_eq!(p.authorize_request(&request("GET", "/id", basic(user, password))).await, denied, "{user}:{password}");
+    for (user, password) in
+        [("alice", "hunter2"), ("carol", "secret"), ("", "secret"), ("alice", ""), ("ALICE", "secret")]
+    {
+        assert_eq!(
+            p.authorize_request(&request("GET", "/id", basic(user, password))).await,
+            denied,
+            "{user}:{password}"
+        );
     }
 }
 
@@ -92,7 +104,10 @@ async fn token_from_basic_then_bearer_roundtrip() {
     assert_eq!(parts[0], "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
     assert_eq!(parts[1], "eyJpc3MiOiJhbGljZSJ9");
     let bearer = Credentials::Bearer(token.clone());
-    assert_eq!(p.authorize_request(&request("POST", "/pins/bafy", bearer.clone())).await, RequestDecision::Allow("alice".into()));
+    assert_eq!(
+        p.authorize_request(&request("POST", "/pins/bafy", bearer.clone())).await,
+        RequestDecision::Allow("alice".into())
+    );
     // Re-issuing with a bearer token gives a token for its issuer.
     let TokenDecision::Token(again) = p.issue_token(&request("POST", "/token", bearer)).await else {
         panic!("expected a token")
@@ -107,15 +122,21 @@ async fn invalid_tokens_are_refused_with_the_invalid_token_challenge() {
         panic!("expected a token")
     };
     // Tamper with the claims: iss=alice under bob's signature.
-    let forged = format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhbGljZSJ9.{}", token.split('.').nth(2).unwrap_or(""));
+    let forged =
+        format!("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJhbGljZSJ9.{}", token.split('.').nth(2).unwrap_or(""));
     let alg_none = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJhbGljZSJ9.".to_string();
     let invalid = deny("unauthorized: invalid token", &[INVALID_TOKEN_CHALLENGE]);
     for bad in [forged, alg_none, "not-a-jwt".to_string(), String::new()] {
-        assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer(bad.clone()))).await, invalid, "{bad}");
+        assert_eq!(
+            p.authorize_request(&request("GET", "/pins", Credentials::Bearer(bad.clone()))).await,
+            invalid,
+            "{bad}"
+        );
     }
     // A token from another cluster (different password) is invalid here.
     let other = plugin(json!({"basic_auth_credentials": {"bob": "other"}})).await;
-    let TokenDecision::Token(foreign) = other.issue_token(&request("POST", "/token", basic("bob", "other"))).await else {
+    let TokenDecision::Token(foreign) = other.issue_token(&request("POST", "/token", basic("bob", "other"))).await
+    else {
         panic!("expected a token")
     };
     assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer(foreign))).await, invalid);
@@ -130,9 +151,15 @@ async fn token_lifetime_sets_expiry_beyond_ipfs_cluster() {
     let claims = token.split('.').nth(1).expect("claims");
     // {"iss":"alice","exp":...,"iat":...}
     assert!(claims.starts_with("eyJpc3MiOiJhbGljZSIsImV4cCI6"), "{claims}");
-    assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer(token))).await, RequestDecision::Allow("alice".into()));
+    assert_eq!(
+        p.authorize_request(&request("GET", "/pins", Credentials::Bearer(token))).await,
+        RequestDecision::Allow("alice".into())
+    );
     let err = runtime()
-        .load_authorizer(&PluginSpec::builtin("basic-auth", json!({"basic_auth_credentials": {"a": "b"}, "token_lifetime": "forever"})))
+        .load_authorizer(&PluginSpec::builtin(
+            "basic-auth",
+            json!({"basic_auth_credentials": {"a": "b"}, "token_lifetime": "forever"}),
+        ))
         .await
         .err()
         .expect("bad lifetime");

@@ -218,9 +218,9 @@ async fn options_is_always_an_allowed_method() {
 async fn every_api_gets_the_same_answers() {
     let p = init().await;
     for api in [Api::Restapi, Api::Pinsvcapi, Api::Ipfsproxy, Api::Libp2pHttp] {
-        assert_eq!(pf_api(&p, api.clone(), O, "GET", &[]).await, pf(&p, O, "GET", &[]).await, "{api:?}");
-        assert_eq!(pf_api(&p, api.clone(), O, "POST", &[]).await, pf_refused(), "{api:?}");
-        assert_eq!(act_api(&p, api.clone(), O, "GET").await, act(&p, O, "GET").await, "{api:?}");
+        assert_eq!(pf_api(&p, api, O, "GET", &[]).await, pf(&p, O, "GET", &[]).await, "{api:?}");
+        assert_eq!(pf_api(&p, api, O, "POST", &[]).await, pf_refused(), "{api:?}");
+        assert_eq!(act_api(&p, api, O, "GET").await, act(&p, O, "GET").await, "{api:?}");
     }
 }
 
@@ -281,14 +281,15 @@ async fn empty_and_null_lists_behave_like_missing_keys() {
     let missing = plugin(json!({})).await;
     for p in [&empty, &nulls] {
         for m in ["GET", "POST", "HEAD", "DELETE"] {
-            assert_eq!(pf(p, "https://any.test", m, &["content-type"]).await, pf(&missing, "https://any.test", m, &["content-type"]).await, "{m}");
+            assert_eq!(
+                pf(p, "https://any.test", m, &["content-type"]).await,
+                pf(&missing, "https://any.test", m, &["content-type"]).await,
+                "{m}"
+            );
             assert_eq!(act(p, "https://any.test", m).await, act(&missing, "https://any.test", m).await, "{m}");
         }
     }
-    assert_eq!(
-        act(&empty, O, "POST").await,
-        hs(&[("vary", ACTUAL_VARY), ("access-control-allow-origin", "*")])
-    );
+    assert_eq!(act(&empty, O, "POST").await, hs(&[("vary", ACTUAL_VARY), ("access-control-allow-origin", "*")]));
 }
 
 // ---- origins -----------------------------------------------------------------------
@@ -298,11 +299,7 @@ async fn specific_origin_is_allowed_and_echoed_as_sent() {
     let p = plugin(json!({"cors_allowed_origins": ["https://App.Example.com"], "cors_allowed_methods": ["GET"]})).await;
     assert_eq!(
         pf(&p, O, "GET", &[]).await,
-        hs(&[
-            ("vary", PREFLIGHT_VARY),
-            ("access-control-allow-origin", O),
-            ("access-control-allow-methods", "GET"),
-        ])
+        hs(&[("vary", PREFLIGHT_VARY), ("access-control-allow-origin", O), ("access-control-allow-methods", "GET"),])
     );
     assert_eq!(act(&p, O, "GET").await, hs(&[("vary", ACTUAL_VARY), ("access-control-allow-origin", O)]));
     // Matching is case-insensitive; the echo keeps the request's spelling.
@@ -465,7 +462,10 @@ async fn requested_headers_are_compared_byte_for_byte_sorted_and_unique() {
     let p = plugin(json!({"cors_allowed_headers": ["a-one", "b-two"]})).await;
     assert_eq!(pf(&p, O, "GET", &["b-two", "a-one"]).await, pf_refused());
     assert_eq!(pf(&p, O, "GET", &["a-one", "a-one"]).await, pf_refused());
-    assert_eq!(value(&pf(&p, O, "GET", &["a-one", "b-two"]).await, "access-control-allow-headers"), Some("a-one,b-two"));
+    assert_eq!(
+        value(&pf(&p, O, "GET", &["a-one", "b-two"]).await, "access-control-allow-headers"),
+        Some("a-one,b-two")
+    );
 }
 
 #[tokio::test]
@@ -485,11 +485,8 @@ async fn star_allows_any_requested_header_and_echoes_it() {
 #[tokio::test]
 async fn no_requested_headers_means_no_allow_headers() {
     let p = plugin(json!({"cors_allowed_headers": ["x-a"]})).await;
-    let want = hs(&[
-        ("vary", PREFLIGHT_VARY),
-        ("access-control-allow-origin", "*"),
-        ("access-control-allow-methods", "GET"),
-    ]);
+    let want =
+        hs(&[("vary", PREFLIGHT_VARY), ("access-control-allow-origin", "*"), ("access-control-allow-methods", "GET")]);
     assert_eq!(pf(&p, O, "GET", &[]).await, want);
     // Present but empty: accepted, still no Allow-Headers.
     assert_eq!(pf(&p, O, "GET", &[""]).await, want);
@@ -634,19 +631,11 @@ async fn credentials_false_sends_no_credentials_header() {
     let p = plugin(json!({"cors_allow_credentials": false, "cors_exposed_headers": ["x-a"]})).await;
     assert_eq!(
         pf(&p, O, "GET", &[]).await,
-        hs(&[
-            ("vary", PREFLIGHT_VARY),
-            ("access-control-allow-origin", "*"),
-            ("access-control-allow-methods", "GET"),
-        ])
+        hs(&[("vary", PREFLIGHT_VARY), ("access-control-allow-origin", "*"), ("access-control-allow-methods", "GET"),])
     );
     assert_eq!(
         act(&p, O, "GET").await,
-        hs(&[
-            ("vary", ACTUAL_VARY),
-            ("access-control-allow-origin", "*"),
-            ("access-control-expose-headers", "X-A"),
-        ])
+        hs(&[("vary", ACTUAL_VARY), ("access-control-allow-origin", "*"), ("access-control-expose-headers", "X-A"),])
     );
 }
 
@@ -670,15 +659,14 @@ async fn exposed_headers_are_canonicalised_and_joined() {
     assert_eq!(value(&pf(&p, "http://foobar.com", "GET", &[]).await, "access-control-expose-headers"), None);
     // Names that are not tokens are kept as written; a list of one empty name gives "".
     let odd = plugin(json!({"cors_exposed_headers": ["x-STREAM-output", "bad name", "*"]})).await;
-    assert_eq!(value(&act(&odd, O, "GET").await, "access-control-expose-headers"), Some("X-Stream-Output, bad name, *"));
+    assert_eq!(
+        value(&act(&odd, O, "GET").await, "access-control-expose-headers"),
+        Some("X-Stream-Output, bad name, *")
+    );
     let empty = plugin(json!({"cors_exposed_headers": [""]})).await;
     assert_eq!(
         act(&empty, O, "GET").await,
-        hs(&[
-            ("vary", ACTUAL_VARY),
-            ("access-control-allow-origin", "*"),
-            ("access-control-expose-headers", ""),
-        ])
+        hs(&[("vary", ACTUAL_VARY), ("access-control-allow-origin", "*"), ("access-control-expose-headers", ""),])
     );
 }
 
@@ -686,7 +674,17 @@ async fn exposed_headers_are_canonicalised_and_joined() {
 
 #[tokio::test]
 async fn bad_max_age_fails_loading_naming_the_key() {
-    for v in [json!("abc"), json!("10"), json!("1d"), json!("1 s"), json!("-1s"), json!("-1ns"), json!(10), json!(true), json!([])] {
+    for v in [
+        json!("abc"),
+        json!("10"),
+        json!("1d"),
+        json!("1 s"),
+        json!("-1s"),
+        json!("-1ns"),
+        json!(10),
+        json!(true),
+        json!([]),
+    ] {
         let e = config_err(json!({"cors_max_age": v})).await;
         assert!(e.contains("cors_max_age"), "{v}: {e}");
         assert!(e.contains("cors-config"), "{v}: {e}");

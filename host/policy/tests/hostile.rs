@@ -121,14 +121,16 @@ async fn wrong_world_is_refused_at_load() {
 async fn huge_list_gives_no_cors_headers() {
     let rt = runtime();
     let p = rt.load_cors(&PluginSpec::file(wasm("hostile_huge_list"), json!(null))).await.expect("loads");
-    let req = PreflightRequest { api: Api::Restapi, origin: "https://a.example".into(), method: "POST".into(), headers: vec![] };
+    let req = PreflightRequest {
+        api: Api::Restapi,
+        origin: "https://a.example".into(),
+        method: "POST".into(),
+        headers: vec![],
+    };
     let started = Instant::now();
     let result = p.try_preflight(&req).await;
     let took = started.elapsed();
-    assert!(
-        matches!(result, Err(CallFailure::Malformed(_)) | Err(CallFailure::Deadline(_))),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(CallFailure::Malformed(_)) | Err(CallFailure::Deadline(_))), "{result:?}");
     assert!(took < rt.limits().call_deadline + SLACK, "took {took:?}");
     println!("huge list: {result:?} after {took:?}");
     assert_eq!(p.preflight(&req).await, Vec::<Header>::new());
@@ -143,7 +145,8 @@ async fn garbage_is_not_a_component() {
     let rt = runtime();
     let err = rt.load_authorizer(&PluginSpec::file(&path, json!(null))).await.err().expect("refused");
     assert!(matches!(err, PolicyError::Invalid { .. }), "{err}");
-    let missing = rt.load_authorizer(&PluginSpec::file(dir.path().join("nope.wasm"), json!(null))).await.err().expect("refused");
+    let missing =
+        rt.load_authorizer(&PluginSpec::file(dir.path().join("nope.wasm"), json!(null))).await.err().expect("refused");
     assert!(matches!(missing, PolicyError::Read { .. }), "{missing}");
     assert!(missing.to_string().contains("nope.wasm"), "{missing}");
     good_plugin_still_works(&rt).await;

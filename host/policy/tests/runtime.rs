@@ -118,7 +118,9 @@ async fn embedded_plugins_load_quickly_from_a_warm_cache() {
     let settings = RuntimeSettings { cache_dir: Some(dir.path().to_path_buf()), limits: Limits::default() };
     async fn load_all(rt: &PolicyRuntime) {
         rt.load_authorizer(&PluginSpec::builtin("basic-auth", json!(null))).await.expect("basic-auth");
-        rt.load_authorizer(&PluginSpec::builtin("trusted-peers", json!({"trusted_peers": ["*"]}))).await.expect("trusted-peers");
+        rt.load_authorizer(&PluginSpec::builtin("trusted-peers", json!({"trusted_peers": ["*"]})))
+            .await
+            .expect("trusted-peers");
         rt.load_cors(&PluginSpec::builtin("cors-config", json!(null))).await.expect("cors-config");
         rt.load_allocator(&PluginSpec::builtin("balanced", json!(null))).await.expect("balanced");
     }

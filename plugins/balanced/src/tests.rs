@@ -1,5 +1,9 @@
 use cairn_policy_sdk::Allocator;
-use cairn_policy_sdk::types::{AllocationRequest, Candidate, Metric, PinInfo, PinMode};
+use cairn_policy_sdk::PeerMetric as Metric;
+use cairn_policy_sdk::types::{AllocationRequest, PinInfo, PinMode};
+
+/// A candidate as a row: its id and metrics (the request carries them as columns).
+type Candidate = (String, Vec<Metric>);
 
 use super::{Balanced, DEFAULT_ALLOCATE_BY};
 
@@ -10,29 +14,17 @@ fn metric(name: &str, value: &str, weight: i64, partitionable: bool) -> Metric {
 /// A peer as the tags and disk informers publish it: `tag:group` (partitionable, weight 0)
 /// and `freespace` (weight = free bytes).
 fn peer(id: &str, group: &str, free: i64) -> Candidate {
-    Candidate {
-        peer_id: id.into(),
-        metrics: vec![
-            metric("tag:group", group, 0, true),
-            metric("freespace", &free.to_string(), free, false),
-        ],
-    }
+    (id.into(), vec![metric("tag:group", group, 0, true), metric("freespace", &free.to_string(), free, false)])
 }
 
 fn candidate(id: &str, metrics: Vec<Metric>) -> Candidate {
-    Candidate { peer_id: id.into(), metrics }
+    (id.into(), metrics)
 }
 
-fn request(
-    min: i32,
-    max: i32,
-    current: &[&str],
-    priority: &[&str],
-    candidates: Vec<Candidate>,
-) -> AllocationRequest {
+fn request(min: i32, max: i32, current: &[&str], priority: &[&str], candidates: Vec<Candidate>) -> AllocationRequest {
     let strings = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
-    AllocationRequest {
-        pin: PinInfo {
+    AllocationRequest::from_rows(
+        PinInfo {
             cid: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi".into(),
             name: String::new(),
             mode: PinMode::Recursive,
@@ -44,10 +36,10 @@ fn request(
             metadata: Vec::new(),
             origins: Vec::new(),
         },
-        current: strings(current),
-        priority: strings(priority),
+        strings(current),
+        strings(priority),
         candidates,
-    }
+    )
 }
 
 fn default_allocator() -> Balanced {
@@ -75,9 +67,7 @@ fn two_groups() -> Vec<Candidate> {
 
 #[test]
 fn default_config_when_null_blank_or_key_missing() {
-    for config in
-        ["null", "", "  ", "{}", r#"{"allocate_by": null}"#, r#"{"unknown": 1, "other": [true]}"#]
-    {
+    for config in ["null", "", "  ", "{}", r#"{"allocate_by": null}"#, r#"{"unknown": 1, "other": [true]}"#] {
         let allocator = Balanced::from_config(config).expect(config);
         assert_eq!(allocator.allocate_by(), DEFAULT_ALLOCATE_BY, "config {config:?}");
     }
@@ -92,9 +82,7 @@ fn empty_allocate_by_keeps_default() {
 
 #[test]
 fn custom_allocate_by_is_used() {
-    let allocator =
-        Balanced::from_config(r#"{"allocate_by": ["tag:region", "freespace"], "x": 1}"#)
-            .expect("config");
+    let allocator = Balanced::from_config(r#"{"allocate_by": ["tag:region", "freespace"], "x": 1}"#).expect("config");
     assert_eq!(allocator.allocate_by(), ["tag:region", "freespace"]);
 }
 
@@ -150,8 +138,7 @@ fn round_robin_never_takes_twice_while_another_partition_has_peers() {
 
 #[test]
 fn nested_partitions_round_robin_at_every_level() {
-    let allocator =
-        Balanced::new(vec!["tag:region".into(), "tag:group".into(), "freespace".into()]);
+    let allocator = Balanced::new(vec!["tag:region".into(), "tag:group".into(), "freespace".into()]);
     let node = |id: &str, region: &str, group: &str, free: i64| {
         candidate(
             id,
@@ -208,12 +195,7 @@ fn non_partitionable_equal_values_do_not_merge() {
 fn partitionable_ties_order_by_value_then_request_order() {
     let allocator = Balanced::new(vec!["tag:group".into()]);
     let tagged = |id: &str, group: &str| candidate(id, vec![metric("tag:group", group, 0, true)]);
-    let candidates = vec![
-        tagged("z1", "zeta"),
-        tagged("a1", "alpha"),
-        tagged("z2", "zeta"),
-        tagged("a2", "alpha"),
-    ];
+    let candidates = vec![tagged("z1", "zeta"), tagged("a1", "alpha"), tagged("z2", "zeta"), tagged("a2", "alpha")];
     let req = request(4, 4, &[], &[], candidates);
     assert_eq!(allocate(&allocator, &req), ["a1", "z1", "a2", "z2"]);
 }
@@ -224,10 +206,7 @@ fn tag_weights_rank_before_aggregated_weight() {
     let weighted = |id: &str, group: &str, tag_weight: i64, free: i64| {
         candidate(
             id,
-            vec![
-                metric("tag:group", group, tag_weight, true),
-                metric("freespace", &free.to_string(), free, false),
-            ],
+            vec![metric("tag:group", group, tag_weight, true), metric("freespace", &free.to_string(), free, false)],
         )
     };
     // Group "light" has far more free space but its tag weighs less.
@@ -328,13 +307,7 @@ fn under_replicated_pin_is_topped_up_after_current() {
 
 #[test]
 fn not_enough_peers_error_text() {
-    let req = request(
-        4,
-        5,
-        &["a1"],
-        &["b1"],
-        vec![peer("a1", "a", 1), peer("b1", "b", 1), peer("c1", "c", 1)],
-    );
+    let req = request(4, 5, &["a1"], &["b1"], vec![peer("a1", "a", 1), peer("b1", "b", 1), peer("c1", "c", 1)]);
     let err = default_allocator().allocate(&req).expect_err("too few peers");
     assert_eq!(
         err,

@@ -105,10 +105,9 @@ impl Authorizer for BasicAuth {
                 Some(user) => RequestDecision::Allow(user),
                 None => unauthorized("unauthorized: invalid token", &[challenge("Bearer", Some("invalid_token"))]),
             },
-            Credentials::None => unauthorized(
-                "unauthorized: no auth provided",
-                &[challenge("Bearer", None), challenge("Basic", None)],
-            ),
+            Credentials::None => {
+                unauthorized("unauthorized: no auth provided", &[challenge("Bearer", None), challenge("Basic", None)])
+            }
         }
     }
 

@@ -32,8 +32,14 @@ const USERS: &str = r#"{"basic_auth_credentials":{"alice":"secret","bob":"hunter
 fn config_null_and_missing_leave_the_api_open() {
     for config in ["null", "{}", r#"{"basic_auth_credentials":null}"#] {
         let p = policy(config);
-        assert_eq!(p.authorize_request(&request("POST", "/pins/x", Credentials::None)), RequestDecision::Allow("anonymous".into()));
-        assert_eq!(p.issue_token(&request("POST", "/token", Credentials::None)), TokenDecision::Deny(denial(401, "unauthorized")));
+        assert_eq!(
+            p.authorize_request(&request("POST", "/pins/x", Credentials::None)),
+            RequestDecision::Allow("anonymous".into())
+        );
+        assert_eq!(
+            p.issue_token(&request("POST", "/token", Credentials::None)),
+            TokenDecision::Deny(denial(401, "unauthorized"))
+        );
     }
 }
 
@@ -48,7 +54,10 @@ fn empty_credentials_map_is_a_config_error() {
 #[test]
 fn basic_credentials() {
     let p = policy(USERS);
-    assert_eq!(p.authorize_request(&request("GET", "/id", basic("alice", "secret"))), RequestDecision::Allow("alice".into()));
+    assert_eq!(
+        p.authorize_request(&request("GET", "/id", basic("alice", "secret"))),
+        RequestDecision::Allow("alice".into())
+    );
     let denied = unauthorized("unauthorized: access denied", &[r#"Basic realm="Restricted IPFS Cluster API""#.into()]);
     assert_eq!(p.authorize_request(&request("GET", "/id", basic("alice", "wrong"))), denied);
     assert_eq!(p.authorize_request(&request("GET", "/id", basic("carol", "secret"))), denied);
@@ -77,9 +86,15 @@ fn no_credentials_gets_both_challenges() {
 fn options_and_health_bypass_auth() {
     let p = policy(USERS);
     for (m, path) in [("OPTIONS", "/pins"), ("OPTIONS", "/id"), ("GET", "/health"), ("POST", "/health")] {
-        assert_eq!(p.authorize_request(&request(m, path, Credentials::None)), RequestDecision::Allow("anonymous".into()));
+        assert_eq!(
+            p.authorize_request(&request(m, path, Credentials::None)),
+            RequestDecision::Allow("anonymous".into())
+        );
     }
-    assert!(matches!(p.authorize_request(&request("GET", "/health/graph", Credentials::None)), RequestDecision::Deny(_)));
+    assert!(matches!(
+        p.authorize_request(&request("GET", "/health/graph", Credentials::None)),
+        RequestDecision::Deny(_)
+    ));
 }
 
 #[test]
@@ -97,7 +112,10 @@ fn token_issue_and_verify() {
         RequestDecision::Allow("alice".into())
     );
     // Re-issue with a bearer token: for the token's issuer.
-    assert!(matches!(p.issue_token(&request("POST", "/token", Credentials::Bearer(token.clone()))), TokenDecision::Token(_)));
+    assert!(matches!(
+        p.issue_token(&request("POST", "/token", Credentials::Bearer(token.clone()))),
+        TokenDecision::Token(_)
+    ));
     // A token signed with another user's password is invalid.
     let forged = jwt::sign_hs256("alice", b"hunter2", None);
     let invalid = unauthorized(
@@ -106,7 +124,10 @@ fn token_issue_and_verify() {
     );
     assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer(forged))), invalid);
     assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer("garbage".into()))), invalid);
-    assert_eq!(p.issue_token(&request("POST", "/token", Credentials::Bearer("garbage".into()))), TokenDecision::Deny(denial(401, "unauthorized")));
+    assert_eq!(
+        p.issue_token(&request("POST", "/token", Credentials::Bearer("garbage".into()))),
+        TokenDecision::Deny(denial(401, "unauthorized"))
+    );
 }
 
 #[allow(non_snake_case)]
@@ -130,20 +151,36 @@ fn jwt_claims_checked_only_when_present() {
     assert_eq!(jwt::verify(&make("HS384", r#"{"iss":"alice"}"#), keys, now), Ok("alice".into()));
     assert_eq!(jwt::verify(&make("HS512", r#"{"iss":"alice","exp":1000001}"#), keys, now), Ok("alice".into()));
     assert_eq!(jwt::verify(&make("HS256", r#"{"iss":"alice","exp":1000000}"#), keys, now), Err(jwt::JwtError::Expired));
-    assert_eq!(jwt::verify(&make("HS256", r#"{"iss":"alice","nbf":1000001}"#), keys, now), Err(jwt::JwtError::NotYetValid));
-    assert_eq!(jwt::verify(&make("HS256", r#"{"iss":"alice","iat":1000001}"#), keys, now), Err(jwt::JwtError::IssuedInFuture));
+    assert_eq!(
+        jwt::verify(&make("HS256", r#"{"iss":"alice","nbf":1000001}"#), keys, now),
+        Err(jwt::JwtError::NotYetValid)
+    );
+    assert_eq!(
+        jwt::verify(&make("HS256", r#"{"iss":"alice","iat":1000001}"#), keys, now),
+        Err(jwt::JwtError::IssuedInFuture)
+    );
     assert_eq!(jwt::verify(&make("HS256", r#"{"iss":"mallory"}"#), keys, now), Err(jwt::JwtError::UnknownIssuer));
     assert_eq!(jwt::verify(&make("HS256", r#"{}"#), keys, now), Err(jwt::JwtError::UnknownIssuer));
-    let none = format!("{}.{}.", URL_SAFE_NO_PAD_ENCODE(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD_ENCODE(r#"{"iss":"alice"}"#));
+    let none =
+        format!("{}.{}.", URL_SAFE_NO_PAD_ENCODE(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD_ENCODE(r#"{"iss":"alice"}"#));
     assert_eq!(jwt::verify(&none, keys, now), Err(jwt::JwtError::NotHmac));
 }
 
 fn jwt_mac(alg: &str, key: &[u8], data: &[u8]) -> String {
     use hmac::{Hmac, Mac};
     let out = match alg {
-        "HS256" => Hmac::<sha2::Sha256>::new_from_slice(key).map(|mut m| { m.update(data); m.finalize().into_bytes().to_vec() }),
-        "HS384" => Hmac::<sha2::Sha384>::new_from_slice(key).map(|mut m| { m.update(data); m.finalize().into_bytes().to_vec() }),
-        _ => Hmac::<sha2::Sha512>::new_from_slice(key).map(|mut m| { m.update(data); m.finalize().into_bytes().to_vec() }),
+        "HS256" => Hmac::<sha2::Sha256>::new_from_slice(key).map(|mut m| {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }),
+        "HS384" => Hmac::<sha2::Sha384>::new_from_slice(key).map(|mut m| {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }),
+        _ => Hmac::<sha2::Sha512>::new_from_slice(key).map(|mut m| {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }),
     };
     URL_SAFE_NO_PAD_ENCODE_BYTES(&out.expect("hmac"))
 }

@@ -129,16 +129,12 @@ impl<'de> Deserialize<'de> for RawConfig {
                         continue;
                     }
                     if json_key_matches(&key, KEY_CREDENTIALS) {
-                        let v = map
-                            .next_value::<Option<bool>>()
-                            .map_err(|e| named(KEY_CREDENTIALS, e))?;
+                        let v = map.next_value::<Option<bool>>().map_err(|e| named(KEY_CREDENTIALS, e))?;
                         if let Some(v) = v {
                             out.allow_credentials = v;
                         }
                     } else if json_key_matches(&key, KEY_MAX_AGE) {
-                        let v = map
-                            .next_value::<Option<String>>()
-                            .map_err(|e| named(KEY_MAX_AGE, e))?;
+                        let v = map.next_value::<Option<String>>().map_err(|e| named(KEY_MAX_AGE, e))?;
                         if let Some(v) = v {
                             out.max_age = v;
                         }

@@ -71,10 +71,7 @@ pub fn parse(orig: &str) -> Result<i64, String> {
         }
 
         // The unit runs until the next '.' or digit (so "µs" is consumed whole).
-        let i = s
-            .iter()
-            .position(|&c| c == b'.' || c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let i = s.iter().position(|&c| c == b'.' || c.is_ascii_digit()).unwrap_or(s.len());
         if i == 0 {
             return Err(format!("time: missing unit in duration {orig:?}"));
         }
@@ -253,14 +250,8 @@ mod tests {
         ] {
             assert!(parse(s).is_err(), "{s:?} should be rejected");
         }
-        assert_eq!(
-            parse("3").unwrap_err(),
-            "time: missing unit in duration \"3\""
-        );
-        assert_eq!(
-            parse("1d").unwrap_err(),
-            "time: unknown unit \"d\" in duration \"1d\""
-        );
+        assert_eq!(parse("3").unwrap_err(), "time: missing unit in duration \"3\"");
+        assert_eq!(parse("1d").unwrap_err(), "time: unknown unit \"d\" in duration \"1d\"");
         assert_eq!(parse("x").unwrap_err(), "time: invalid duration \"x\"");
     }
 }

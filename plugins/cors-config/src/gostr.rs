@@ -42,11 +42,7 @@ pub fn canonical_header_key(s: &str) -> String {
     let mut upper = true;
     s.bytes()
         .map(|b| {
-            let c = if upper {
-                b.to_ascii_uppercase()
-            } else {
-                b.to_ascii_lowercase()
-            };
+            let c = if upper { b.to_ascii_uppercase() } else { b.to_ascii_lowercase() };
             upper = c == b'-';
             char::from(c)
         })

@@ -28,14 +28,11 @@ mod gostr;
 use cairn_policy_sdk::Cors;
 use cairn_policy_sdk::types::{CorsRequest, Header, PreflightRequest};
 
-pub use config::{
-    KEY_CREDENTIALS, KEY_EXPOSED, KEY_HEADERS, KEY_MAX_AGE, KEY_METHODS, KEY_ORIGINS, RawConfig,
-};
+pub use config::{KEY_CREDENTIALS, KEY_EXPOSED, KEY_HEADERS, KEY_MAX_AGE, KEY_METHODS, KEY_ORIGINS, RawConfig};
 
 /// `Vary` value rs/cors puts on every preflight answer (`preflightVary`, cors.go:234;
 /// IPFS Cluster never enables `AllowPrivateNetwork`, so that variant is not needed).
-pub const PREFLIGHT_VARY: &str =
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+pub const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 /// `Vary` value rs/cors puts on every actual response (`headerVaryOrigin`, cors.go:33).
 pub const ACTUAL_VARY: &str = "Origin";
 
@@ -50,10 +47,7 @@ enum Origins {
     /// The list was empty/nil or contained `*`: `Access-Control-Allow-Origin: *`.
     All,
     /// Lower-cased plain origins, and one-`*` patterns split around the first `*`.
-    Listed {
-        exact: Vec<String>,
-        wildcards: Vec<Wildcard>,
-    },
+    Listed { exact: Vec<String>, wildcards: Vec<Wildcard> },
 }
 
 /// An origin pattern with one `*` standing for zero or more characters.
@@ -67,9 +61,7 @@ impl Wildcard {
     /// rs/cors `wildcard.match` (utils.go:12): length check first, so `*` never
     /// lets the prefix and suffix overlap (`foo*oof` does not match `foof`).
     fn matches(&self, s: &str) -> bool {
-        s.len() >= self.prefix.len() + self.suffix.len()
-            && s.starts_with(&self.prefix)
-            && s.ends_with(&self.suffix)
+        s.len() >= self.prefix.len() + self.suffix.len() && s.starts_with(&self.prefix) && s.ends_with(&self.suffix)
     }
 }
 
@@ -212,17 +204,10 @@ impl CorsPolicy {
         // IPFS Cluster: an empty/missing `cors_max_age` means "0s" (config.go:275), a
         // parse error fails loading (config/util.go ParseDurations) and a negative
         // duration fails Validate ("<section>.cors_max_age is invalid", config.go:187).
-        let max_age_text = if raw.max_age.is_empty() {
-            "0s"
-        } else {
-            raw.max_age.as_str()
-        };
-        let nanos = goduration::parse(max_age_text)
-            .map_err(|e| format!("error parsing {KEY_MAX_AGE}: {e}"))?;
+        let max_age_text = if raw.max_age.is_empty() { "0s" } else { raw.max_age.as_str() };
+        let nanos = goduration::parse(max_age_text).map_err(|e| format!("error parsing {KEY_MAX_AGE}: {e}"))?;
         if nanos < 0 {
-            return Err(format!(
-                "{KEY_MAX_AGE} is invalid: negative duration {max_age_text:?}"
-            ));
+            return Err(format!("{KEY_MAX_AGE} is invalid: negative duration {max_age_text:?}"));
         }
         // `int(cfg.CORSMaxAge / time.Second)`: truncating, so "300ms" and "0s" give 0,
         // and rs/cors sends Access-Control-Max-Age only for a positive value.
@@ -245,19 +230,13 @@ impl CorsPolicy {
                         break;
                     } else if let Some(i) = origin.find('*') {
                         // Only the first `*` is a wildcard; any later one is literal.
-                        wildcards.push(Wildcard {
-                            prefix: origin[..i].to_string(),
-                            suffix: origin[i + 1..].to_string(),
-                        });
+                        wildcards
+                            .push(Wildcard { prefix: origin[..i].to_string(), suffix: origin[i + 1..].to_string() });
                     } else {
                         exact.push(origin);
                     }
                 }
-                if all {
-                    Origins::All
-                } else {
-                    Origins::Listed { exact, wildcards }
-                }
+                if all { Origins::All } else { Origins::Listed { exact, wildcards } }
             }
         };
 
@@ -283,12 +262,9 @@ impl CorsPolicy {
         };
 
         let exposed_headers = match raw.exposed_headers {
-            Some(list) if !list.is_empty() => Some(
-                list.iter()
-                    .map(|h| gostr::canonical_header_key(h))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
+            Some(list) if !list.is_empty() => {
+                Some(list.iter().map(|h| gostr::canonical_header_key(h)).collect::<Vec<_>>().join(", "))
+            }
             _ => None,
         };
 
@@ -362,10 +338,7 @@ impl Cors for CorsPolicy {
         if found && !self.allowed_headers.accepts(&req.headers) {
             return out;
         }
-        out.push(header(
-            "access-control-allow-origin",
-            self.allow_origin_value(&req.origin),
-        ));
+        out.push(header("access-control-allow-origin", self.allow_origin_value(&req.origin)));
         // rs/cors echoes the requested method rather than listing every allowed one.
         out.push(header("access-control-allow-methods", req.method.as_str()));
         // rs/cors echoes the raw request header; browsers send names joined by a bare
@@ -398,10 +371,7 @@ impl Cors for CorsPolicy {
         if !self.method_allowed(&req.method) {
             return out;
         }
-        out.push(header(
-            "access-control-allow-origin",
-            self.allow_origin_value(&req.origin),
-        ));
+        out.push(header("access-control-allow-origin", self.allow_origin_value(&req.origin)));
         if let Some(exposed) = &self.exposed_headers {
             out.push(header("access-control-expose-headers", exposed.as_str()));
         }

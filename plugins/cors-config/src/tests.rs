@@ -43,18 +43,11 @@ fn pf(p: &CorsPolicy, origin: &str, method: &str, headers: &[&str]) -> Vec<Heade
 }
 
 fn act(p: &CorsPolicy, origin: &str, method: &str) -> Vec<Header> {
-    p.actual(&CorsRequest {
-        api: Api::Pinsvcapi,
-        origin: origin.to_string(),
-        method: method.to_string(),
-    })
+    p.actual(&CorsRequest { api: Api::Pinsvcapi, origin: origin.to_string(), method: method.to_string() })
 }
 
 fn hs(pairs: &[(&str, &str)]) -> Vec<Header> {
-    pairs
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
 }
 
 fn pf_refused() -> Vec<Header> {
@@ -96,16 +89,8 @@ fn init_empty_headers_list_means_rs_cors_defaults() {
     let p = policy(INIT);
     let ok = pf(&p, O, "GET", &["content-type"]);
     assert!(ok.contains(&("access-control-allow-headers".into(), "content-type".into())));
-    let all3 = pf(
-        &p,
-        O,
-        "GET",
-        &["accept", "content-type", "x-requested-with"],
-    );
-    assert!(all3.contains(&(
-        "access-control-allow-headers".into(),
-        "accept,content-type,x-requested-with".into()
-    )));
+    let all3 = pf(&p, O, "GET", &["accept", "content-type", "x-requested-with"]);
+    assert!(all3.contains(&("access-control-allow-headers".into(), "accept,content-type,x-requested-with".into())));
     // Not in the defaults, and Origin is not implicitly allowed in v1.11.1.
     assert_eq!(pf(&p, O, "GET", &["authorization"]), pf_refused());
     assert_eq!(pf(&p, O, "GET", &["origin"]), pf_refused());
@@ -136,10 +121,7 @@ fn init_actual_with_disallowed_method_gets_only_vary() {
 fn options_is_always_an_allowed_method() {
     let p = policy(INIT);
     // A non-preflight OPTIONS (no Access-Control-Request-Method) is an actual request.
-    assert_eq!(
-        act(&p, O, "OPTIONS")[1],
-        ("access-control-allow-origin".into(), "*".into())
-    );
+    assert_eq!(act(&p, O, "OPTIONS")[1], ("access-control-allow-origin".into(), "*".into()));
     // A preflight announcing OPTIONS is allowed too.
     assert_eq!(pf(&p, O, "OPTIONS", &[]).len(), 4);
 }
@@ -148,12 +130,7 @@ fn options_is_always_an_allowed_method() {
 
 #[test]
 fn missing_keys_use_rs_cors_defaults() {
-    for json in [
-        "{}",
-        "null",
-        " null ",
-        r#"{"http_listen_multiaddress":"/ip4/0.0.0.0/tcp/9094"}"#,
-    ] {
+    for json in ["{}", "null", " null ", r#"{"http_listen_multiaddress":"/ip4/0.0.0.0/tcp/9094"}"#] {
         let p = policy(json);
         for m in ["GET", "POST", "HEAD"] {
             assert_eq!(
@@ -165,10 +142,7 @@ fn missing_keys_use_rs_cors_defaults() {
                 ]),
                 "{json} {m}"
             );
-            assert_eq!(
-                act(&p, O, m),
-                hs(&[("vary", "Origin"), ("access-control-allow-origin", "*")])
-            );
+            assert_eq!(act(&p, O, m), hs(&[("vary", "Origin"), ("access-control-allow-origin", "*")]));
         }
         assert_eq!(pf(&p, O, "PUT", &[]), pf_refused());
         assert_eq!(pf(&p, O, "DELETE", &[]), pf_refused());
@@ -196,34 +170,20 @@ fn empty_lists_behave_like_missing_keys() {
 
 #[test]
 fn specific_origin_allowed_echoes_origin_as_sent() {
-    let p = policy(
-        r#"{"cors_allowed_origins":["https://App.Example.com"],"cors_allowed_methods":["GET"]}"#,
-    );
+    let p = policy(r#"{"cors_allowed_origins":["https://App.Example.com"],"cors_allowed_methods":["GET"]}"#);
     assert_eq!(
         pf(&p, O, "GET", &[]),
-        hs(&[
-            ("vary", PREFLIGHT_VARY),
-            ("access-control-allow-origin", O),
-            ("access-control-allow-methods", "GET"),
-        ])
+        hs(&[("vary", PREFLIGHT_VARY), ("access-control-allow-origin", O), ("access-control-allow-methods", "GET"),])
     );
     // Comparison is case-insensitive; the echoed value keeps the request's spelling.
     let upper = "HTTPS://APP.EXAMPLE.COM";
-    assert_eq!(
-        act(&p, upper, "GET"),
-        hs(&[("vary", "Origin"), ("access-control-allow-origin", upper)])
-    );
+    assert_eq!(act(&p, upper, "GET"), hs(&[("vary", "Origin"), ("access-control-allow-origin", upper)]));
 }
 
 #[test]
 fn specific_origin_denied_gets_only_vary() {
     let p = policy(r#"{"cors_allowed_origins":["https://app.example.com"]}"#);
-    for origin in [
-        "https://evil.example",
-        "http://app.example.com",
-        "https://app.example.com:443",
-        "null",
-    ] {
+    for origin in ["https://evil.example", "http://app.example.com", "https://app.example.com:443", "null"] {
         assert_eq!(pf(&p, origin, "GET", &[]), pf_refused(), "{origin}");
         assert_eq!(act(&p, origin, "GET"), act_refused(), "{origin}");
     }
@@ -231,11 +191,7 @@ fn specific_origin_denied_gets_only_vary() {
 
 #[test]
 fn empty_origin_gets_only_vary() {
-    for json in [
-        INIT,
-        "{}",
-        r#"{"cors_allowed_origins":["https://app.example.com"]}"#,
-    ] {
+    for json in [INIT, "{}", r#"{"cors_allowed_origins":["https://app.example.com"]}"#] {
         let p = policy(json);
         assert_eq!(pf(&p, "", "GET", &[]), pf_refused());
         assert_eq!(act(&p, "", "GET"), act_refused());
@@ -245,23 +201,13 @@ fn empty_origin_gets_only_vary() {
 #[test]
 fn star_anywhere_in_the_list_allows_all_and_answers_star() {
     let p = policy(r#"{"cors_allowed_origins":["https://a.example","*","https://*.b.example"]}"#);
-    assert_eq!(
-        act(&p, "https://whatever.test", "GET")[1],
-        ("access-control-allow-origin".into(), "*".into())
-    );
+    assert_eq!(act(&p, "https://whatever.test", "GET")[1], ("access-control-allow-origin".into(), "*".into()));
 }
 
 #[test]
 fn subdomain_wildcard() {
-    let p = policy(
-        r#"{"cors_allowed_origins":["https://*.example.com"],"cors_allow_credentials":true}"#,
-    );
-    for ok in [
-        "https://a.example.com",
-        "https://a.b.example.com",
-        "https://.example.com",
-        "HTTPS://X.EXAMPLE.COM",
-    ] {
+    let p = policy(r#"{"cors_allowed_origins":["https://*.example.com"],"cors_allow_credentials":true}"#);
+    for ok in ["https://a.example.com", "https://a.b.example.com", "https://.example.com", "HTTPS://X.EXAMPLE.COM"] {
         assert_eq!(
             act(&p, ok, "GET"),
             hs(&[
@@ -271,10 +217,7 @@ fn subdomain_wildcard() {
             ]),
             "{ok}"
         );
-        assert_eq!(
-            pf(&p, ok, "GET", &[])[1],
-            ("access-control-allow-origin".into(), ok.into())
-        );
+        assert_eq!(pf(&p, ok, "GET", &[])[1], ("access-control-allow-origin".into(), ok.into()));
     }
     for bad in [
         "https://example.com",
@@ -316,10 +259,7 @@ fn mixed_exact_and_wildcard_origins() {
 #[test]
 fn configured_methods_are_exact_and_case_sensitive() {
     let p = policy(r#"{"cors_allowed_methods":["GET","DELETE"]}"#);
-    assert_eq!(
-        pf(&p, O, "DELETE", &[])[2],
-        ("access-control-allow-methods".into(), "DELETE".into())
-    );
+    assert_eq!(pf(&p, O, "DELETE", &[])[2], ("access-control-allow-methods".into(), "DELETE".into()));
     assert_eq!(act(&p, O, "DELETE").len(), 2);
     assert_eq!(pf(&p, O, "POST", &[]), pf_refused());
     assert_eq!(act(&p, O, "POST"), act_refused());
@@ -328,10 +268,7 @@ fn configured_methods_are_exact_and_case_sensitive() {
     let lower = policy(r#"{"cors_allowed_methods":["get"]}"#);
     assert_eq!(pf(&lower, O, "GET", &[]), pf_refused());
     assert_eq!(act(&lower, O, "GET"), act_refused());
-    assert_eq!(
-        pf(&lower, O, "get", &[])[2],
-        ("access-control-allow-methods".into(), "get".into())
-    );
+    assert_eq!(pf(&lower, O, "get", &[])[2], ("access-control-allow-methods".into(), "get".into()));
 }
 
 // ---- requested headers -------------------------------------------------------------
@@ -351,10 +288,7 @@ fn configured_headers_are_lower_cased_and_replace_defaults() {
     assert_eq!(pf(&p, O, "POST", &["x-custom"]).len(), 4);
     // The defaults are not merged in.
     assert_eq!(pf(&p, O, "POST", &["content-type"]), pf_refused());
-    assert_eq!(
-        pf(&p, O, "POST", &["authorization", "x-other"]),
-        pf_refused()
-    );
+    assert_eq!(pf(&p, O, "POST", &["authorization", "x-other"]), pf_refused());
 }
 
 #[test]
@@ -378,21 +312,14 @@ fn star_allows_any_requested_header() {
     let p = policy(r#"{"cors_allowed_headers":["x-a","*"]}"#);
     assert_eq!(
         pf(&p, O, "GET", &["Z-Thing", "a-thing", "Z-Thing"])[3],
-        (
-            "access-control-allow-headers".into(),
-            "Z-Thing,a-thing,Z-Thing".into()
-        )
+        ("access-control-allow-headers".into(), "Z-Thing,a-thing,Z-Thing".into())
     );
 }
 
 #[test]
 fn no_requested_headers_means_no_allow_headers() {
     let p = policy(r#"{"cors_allowed_headers":["x-a"]}"#);
-    assert!(
-        !pf(&p, O, "GET", &[])
-            .iter()
-            .any(|(n, _)| n == "access-control-allow-headers")
-    );
+    assert!(!pf(&p, O, "GET", &[]).iter().any(|(n, _)| n == "access-control-allow-headers"));
     // Present but empty: accepted, and still no Allow-Headers.
     assert_eq!(pf(&p, O, "GET", &[""]).len(), 3);
 }
@@ -401,10 +328,7 @@ fn no_requested_headers_means_no_allow_headers() {
 fn empty_elements_and_whitespace_follow_rs_cors_limits() {
     let p = policy(r#"{"cors_allowed_headers":["authorization","content-type"]}"#);
     // rs/cors test MultipleACRHHeadersWithOWSAndEmptyElements.
-    assert_eq!(
-        pf(&p, O, "GET", &["authorization\t", " ", " content-type"]).len(),
-        4
-    );
+    assert_eq!(pf(&p, O, "GET", &["authorization\t", " ", " content-type"]).len(), 4);
     // Up to 16 empty elements are tolerated, the 17th is not.
     let mut sixteen = vec![""; 16];
     sixteen.push("authorization");
@@ -417,10 +341,7 @@ fn empty_elements_and_whitespace_follow_rs_cors_limits() {
     assert_eq!(pf(&p, O, "GET", &["authorization  "]), pf_refused());
     // Unsplit values are split on commas as rs/cors does.
     assert_eq!(pf(&p, O, "GET", &["authorization,content-type"]).len(), 4);
-    assert_eq!(
-        pf(&p, O, "GET", &["content-type,authorization"]),
-        pf_refused()
-    );
+    assert_eq!(pf(&p, O, "GET", &["content-type,authorization"]), pf_refused());
 }
 
 #[test]
@@ -434,16 +355,9 @@ fn trim_ows_limits() {
 
 #[test]
 fn header_check_only_after_origin_and_method() {
-    let p =
-        policy(r#"{"cors_allowed_origins":["https://ok.test"],"cors_allowed_methods":["PUT"]}"#);
-    assert_eq!(
-        pf(&p, "https://no.test", "PUT", &["content-type"]),
-        pf_refused()
-    );
-    assert_eq!(
-        pf(&p, "https://ok.test", "GET", &["content-type"]),
-        pf_refused()
-    );
+    let p = policy(r#"{"cors_allowed_origins":["https://ok.test"],"cors_allowed_methods":["PUT"]}"#);
+    assert_eq!(pf(&p, "https://no.test", "PUT", &["content-type"]), pf_refused());
+    assert_eq!(pf(&p, "https://ok.test", "GET", &["content-type"]), pf_refused());
     assert_eq!(pf(&p, "https://ok.test", "PUT", &["content-type"]).len(), 4);
 }
 
@@ -469,23 +383,13 @@ fn max_age_is_whole_seconds_and_sent_only_when_positive() {
     for &(v, want) in cases {
         let p = policy(&format!(r#"{{"cors_max_age":{v}}}"#));
         let got = pf(&p, O, "GET", &[]);
-        let max_age = got
-            .iter()
-            .find(|(n, _)| n == "access-control-max-age")
-            .map(|(_, v)| v.as_str());
+        let max_age = got.iter().find(|(n, _)| n == "access-control-max-age").map(|(_, v)| v.as_str());
         assert_eq!(max_age, want, "cors_max_age {v}");
         if let Some(w) = want {
-            assert_eq!(
-                got.last(),
-                Some(&("access-control-max-age".to_string(), w.to_string()))
-            );
+            assert_eq!(got.last(), Some(&("access-control-max-age".to_string(), w.to_string())));
         }
         // Never on actual responses.
-        assert!(
-            !act(&p, O, "GET")
-                .iter()
-                .any(|(n, _)| n == "access-control-max-age")
-        );
+        assert!(!act(&p, O, "GET").iter().any(|(n, _)| n == "access-control-max-age"));
     }
 }
 
@@ -519,27 +423,18 @@ fn credentials_with_listed_origin_and_full_preflight_order() {
 #[test]
 fn credentials_false_sends_no_credentials_header() {
     let p = policy(r#"{"cors_allow_credentials":false,"cors_exposed_headers":["x-a"]}"#);
-    assert!(
-        !pf(&p, O, "GET", &[])
-            .iter()
-            .any(|(n, _)| n == "access-control-allow-credentials")
-    );
+    assert!(!pf(&p, O, "GET", &[]).iter().any(|(n, _)| n == "access-control-allow-credentials"));
     assert_eq!(
         act(&p, O, "GET"),
-        hs(&[
-            ("vary", "Origin"),
-            ("access-control-allow-origin", "*"),
-            ("access-control-expose-headers", "X-A"),
-        ])
+        hs(&[("vary", "Origin"), ("access-control-allow-origin", "*"), ("access-control-expose-headers", "X-A"),])
     );
 }
 
 #[test]
 fn exposed_headers_are_canonicalised_and_joined() {
     // rs/cors test ExposedHeader.
-    let p = policy(
-        r#"{"cors_allowed_origins":["http://foobar.com"],"cors_exposed_headers":["X-Header-1","x-header-2"]}"#,
-    );
+    let p =
+        policy(r#"{"cors_allowed_origins":["http://foobar.com"],"cors_exposed_headers":["X-Header-1","x-header-2"]}"#);
     assert_eq!(
         act(&p, "http://foobar.com", "GET"),
         hs(&[
@@ -551,21 +446,14 @@ fn exposed_headers_are_canonicalised_and_joined() {
     let odd = policy(r#"{"cors_exposed_headers":["x-STREAM-output","bad name","*"]}"#);
     assert_eq!(act(&odd, O, "GET")[2].1, "X-Stream-Output, bad name, *");
     // Exposed headers never go on preflight answers.
-    assert!(
-        !pf(&p, "http://foobar.com", "GET", &[])
-            .iter()
-            .any(|(n, _)| n == "access-control-expose-headers")
-    );
+    assert!(!pf(&p, "http://foobar.com", "GET", &[]).iter().any(|(n, _)| n == "access-control-expose-headers"));
 }
 
 #[test]
 fn exposed_list_of_one_empty_name_sends_an_empty_value() {
     // len(list) > 0, so rs/cors sets the header to the join of [""], i.e. "".
     let p = policy(r#"{"cors_exposed_headers":[""]}"#);
-    assert_eq!(
-        act(&p, O, "GET")[2],
-        ("access-control-expose-headers".into(), String::new())
-    );
+    assert_eq!(act(&p, O, "GET")[2], ("access-control-expose-headers".into(), String::new()));
 }
 
 #[test]
@@ -574,17 +462,11 @@ fn returned_header_names_are_lower_case_and_acceptable_to_the_host() {
         r#"{"cors_allowed_origins":["https://app.example.com"],"cors_allowed_methods":["GET"],
             "cors_exposed_headers":["X-A"],"cors_allow_credentials":true,"cors_max_age":"5s"}"#,
     );
-    let all: Vec<Header> = pf(&p, O, "GET", &["accept"])
-        .into_iter()
-        .chain(act(&p, O, "GET"))
-        .collect();
+    let all: Vec<Header> = pf(&p, O, "GET", &["accept"]).into_iter().chain(act(&p, O, "GET")).collect();
     assert_eq!(all.len(), 10);
     for (name, _) in all {
         assert_eq!(name, name.to_ascii_lowercase());
-        assert!(
-            name == "vary" || name.starts_with("access-control-"),
-            "{name}"
-        );
+        assert!(name == "vary" || name.starts_with("access-control-"), "{name}");
     }
 }
 
@@ -592,17 +474,7 @@ fn returned_header_names_are_lower_case_and_acceptable_to_the_host() {
 
 #[test]
 fn bad_max_age_errors_name_the_key() {
-    for v in [
-        r#""abc""#,
-        r#""10""#,
-        r#""1d""#,
-        r#""1 s""#,
-        r#""-1s""#,
-        r#""-1ns""#,
-        "10",
-        "true",
-        "[]",
-    ] {
+    for v in [r#""abc""#, r#""10""#, r#""1d""#, r#""1 s""#, r#""-1s""#, r#""-1ns""#, "10", "true", "[]"] {
         let e = config_err(&format!(r#"{{"cors_max_age":{v}}}"#));
         assert!(e.contains("cors_max_age"), "{v}: {e}");
     }
@@ -631,24 +503,14 @@ fn wrong_types_error_naming_the_key() {
 
 #[test]
 fn non_object_or_malformed_config_is_rejected() {
-    for json in [
-        "[]",
-        "\"x\"",
-        "1",
-        "true",
-        "",
-        "{",
-        r#"{"cors_allowed_origins":["*"]} x"#,
-    ] {
+    for json in ["[]", "\"x\"", "1", "true", "", "{", r#"{"cors_allowed_origins":["*"]} x"#] {
         config_err(json);
     }
 }
 
 #[test]
 fn keys_match_case_insensitively_and_last_duplicate_wins() {
-    let p = policy(
-        r#"{"CORS_Allowed_Methods":["PUT"],"cors_allow_credentials":true,"Cors_Allow_Credentials":false}"#,
-    );
+    let p = policy(r#"{"CORS_Allowed_Methods":["PUT"],"cors_allow_credentials":true,"Cors_Allow_Credentials":false}"#);
     assert_eq!(pf(&p, O, "PUT", &[]).len(), 3);
     assert_eq!(pf(&p, O, "GET", &[]), pf_refused());
     // null leaves a bool alone but resets a list to nil (= rs/cors defaults).
@@ -669,10 +531,7 @@ fn keys_match_case_insensitively_and_last_duplicate_wins() {
 #[test]
 fn null_list_element_is_an_empty_string() {
     let raw = RawConfig::from_json(r#"{"cors_allowed_origins":[null,"https://a.test"]}"#);
-    assert_eq!(
-        raw.map(|r| r.allowed_origins),
-        Ok(Some(vec![String::new(), "https://a.test".to_string()]))
-    );
+    assert_eq!(raw.map(|r| r.allowed_origins), Ok(Some(vec![String::new(), "https://a.test".to_string()])));
 }
 
 #[test]
@@ -684,14 +543,7 @@ fn raw_config_of_init_defaults() {
             allowed_methods: Some(vec!["GET".into()]),
             allowed_headers: Some(vec![]),
             exposed_headers: Some(
-                [
-                    "Content-Type",
-                    "X-Stream-Output",
-                    "X-Chunked-Output",
-                    "X-Content-Length"
-                ]
-                .map(String::from)
-                .to_vec()
+                ["Content-Type", "X-Stream-Output", "X-Chunked-Output", "X-Content-Length"].map(String::from).to_vec()
             ),
             allow_credentials: true,
             max_age: "0s".into(),

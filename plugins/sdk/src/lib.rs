@@ -2,7 +2,7 @@
 //!
 //! Implement the trait of the plugin's kind ([`Authorizer`], [`Cors`], [`Allocator`]), and export it:
 //!
-//! ```ignore
+//! ```
 //! use cairn_policy_sdk::{Authorizer, types::*};
 //! struct Open;
 //! impl Authorizer for Open {
@@ -33,7 +33,75 @@ pub mod types {
     pub use crate::__base::cairn::policy::types::*;
 }
 
-use types::{Denial, Header};
+use std::collections::HashMap;
+
+use types::{AllocationRequest, Denial, Header, MetricColumn, MetricEntry, PinInfo};
+
+/// One peer's metric as IPFS Cluster's `Metric` carries it; rows of these build an
+/// [`AllocationRequest`] (whose metrics travel as columns) with [`AllocationRequest::from_rows`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMetric {
+    pub name: String,
+    pub value: String,
+    pub weight: i64,
+    pub partitionable: bool,
+    /// Expiry, Unix nanoseconds.
+    pub expire: i64,
+}
+
+impl PeerMetric {
+    /// A metric that never expires.
+    pub fn new(name: &str, value: &str, weight: i64, partitionable: bool) -> Self {
+        PeerMetric { name: name.into(), value: value.into(), weight, partitionable, expire: i64::MAX }
+    }
+}
+
+impl AllocationRequest {
+    /// A request from per-peer rows: `candidates` in order, each with its metrics. Columns
+    /// appear in the order their names are first seen.
+    pub fn from_rows(
+        pin: PinInfo,
+        current: Vec<String>,
+        priority: Vec<String>,
+        candidates: Vec<(String, Vec<PeerMetric>)>,
+    ) -> Self {
+        // Per column: the column and an index of its distinct values.
+        let mut columns: Vec<(MetricColumn, HashMap<String, u32>)> = Vec::new();
+        let mut ids = Vec::with_capacity(candidates.len());
+        for (peer, (id, row)) in candidates.into_iter().enumerate() {
+            ids.push(id);
+            for m in row {
+                let at = match columns.iter().position(|(c, _)| c.name == m.name) {
+                    Some(at) => at,
+                    None => {
+                        let column = MetricColumn { name: m.name, distinct_values: Vec::new(), entries: Vec::new() };
+                        columns.push((column, HashMap::new()));
+                        columns.len() - 1
+                    }
+                };
+                let (column, index) = &mut columns[at];
+                let value = *index.entry(m.value).or_insert_with_key(|v| {
+                    column.distinct_values.push(v.clone());
+                    (column.distinct_values.len() - 1) as u32
+                });
+                column.entries.push(MetricEntry {
+                    peer: peer as u32,
+                    value,
+                    weight: m.weight,
+                    partitionable: m.partitionable,
+                    expire: m.expire,
+                });
+            }
+        }
+        let metrics = columns.into_iter().map(|(c, _)| c).collect();
+        AllocationRequest { pin, current, priority, candidates: ids, metrics }
+    }
+
+    /// The column of metric `name`, if any candidate has it.
+    pub fn column(&self, name: &str) -> Option<&MetricColumn> {
+        self.metrics.iter().find(|c| c.name == name)
+    }
+}
 
 /// Log levels of the host's `log` import.
 pub use __base::cairn::policy::host::LogLevel;
@@ -161,10 +229,7 @@ impl<P> __Instance<P> {
 
     #[doc(hidden)]
     pub fn get(&self, build: impl FnOnce(&str) -> Result<P, String>) -> Result<&P, String> {
-        self.0
-            .get_or_init(|| build(&config()))
-            .as_ref()
-            .map_err(|e| format!("plugin configuration error: {e}"))
+        self.0.get_or_init(|| build(&config())).as_ref().map_err(|e| format!("plugin configuration error: {e}"))
     }
 }
 
@@ -208,7 +273,7 @@ macro_rules! export_authorizer {
                     }
                 }
             }
-            $crate::__authorizer::__cairn_export_authorizer_world!(Export with_types_in $crate::__authorizer);
+    $crate::__authorizer::__cairn_export_authorizer_world!(Export with_types_in $crate::__authorizer);
         };
     };
 }
@@ -241,7 +306,7 @@ macro_rules! export_cors {
                     policy().map(|p| $crate::Cors::actual(p, &req)).unwrap_or_default()
                 }
             }
-            $crate::__cors::__cairn_export_cors_world!(Export with_types_in $crate::__cors);
+    $crate::__cors::__cairn_export_cors_world!(Export with_types_in $crate::__cors);
         };
     };
 }
@@ -273,7 +338,7 @@ macro_rules! export_allocator {
                     $crate::Allocator::allocate(policy()?, &req)
                 }
             }
-            $crate::__allocator::__cairn_export_allocator_world!(Export with_types_in $crate::__allocator);
+    $crate::__allocator::__cairn_export_allocator_world!(Export with_types_in $crate::__allocator);
         };
     };
 }

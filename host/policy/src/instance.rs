@@ -75,6 +75,8 @@ impl HostState {
         self.deadline = deadline;
         self.budget_ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
         self.used_ticks = 0;
+        // A refused growth that the guest survived must not label a later failure.
+        self.out_of_memory = false;
         self.segment_start = self.clock.now();
         self.resumed_at.store(NOT_PARKED, Ordering::Release);
         self.logs_left = LOG_LINES_PER_CALL;

@@ -5,6 +5,7 @@
 //! - [`PolicyRuntime`] owns the engine, the epoch ticker and the compile cache.
 //! - [`AuthorizerPlugin`], [`CorsPlugin`], [`AllocatorPlugin`] are loaded plugins; they
 //!   are cheap to clone and safe to call from many tasks at once.
+//! - [`PluginSlot`] holds the active plugin of a decision point and swaps it on reload.
 //! - [`builtin`] holds the default policies embedded in the binary.
 
 mod allocator;
@@ -15,6 +16,7 @@ mod compile;
 mod cors;
 mod error;
 mod instance;
+mod reload;
 mod runtime;
 mod sandbox;
 mod stderr;
@@ -25,5 +27,6 @@ pub use bindings::types;
 pub use cors::CorsPlugin;
 pub use error::{CallFailure, PolicyError};
 pub use instance::PluginStats;
+pub use reload::{Loadable, PluginSlot};
 pub use runtime::{Limits, PluginKind, PluginSource, PluginSpec, PolicyRuntime, RuntimeSettings};
 pub use sandbox::ComponentInfo;

@@ -1,6 +1,10 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
+mod cases;
 mod plugin;
+mod plugin_bench;
+mod plugin_test;
+mod scaffold;
 
 use std::process::ExitCode;
 

@@ -20,6 +20,26 @@ pub enum PluginCommand {
         #[arg(long)]
         sha256: Option<String>,
     },
+    /// Run a cases file (docs/plugin-cases.md) against a plugin and report each case.
+    /// Exits 1 when a case fails, 2 when the file or the plugin cannot be loaded.
+    Test(super::plugin_test::TestArgs),
+    /// Time each case of a cases file through the real runtime (p50 and p99 per case).
+    Bench(super::plugin_bench::BenchArgs),
+    /// Create a policy plugin crate with an example policy and cases, ready to build,
+    /// check and test.
+    ///
+    /// The crate carries a copy of the SDK and of the WIT contract, so it builds anywhere.
+    New {
+        /// The plugin's kind: authorizer, cors or allocator.
+        #[arg(value_parser = super::scaffold::parse_kind)]
+        kind: PluginKind,
+        /// The crate's name, also its folder's (letters, digits, `-`, `_`).
+        #[arg(value_parser = super::scaffold::parse_name)]
+        name: String,
+        /// The folder to create the crate's folder in.
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+    },
 }
 
 pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
@@ -33,6 +53,9 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         PluginCommand::Check { plugin, sha256 } => check(PluginSource::parse(&plugin, sha256)),
+        PluginCommand::Test(args) => super::plugin_test::run(args).await,
+        PluginCommand::Bench(args) => super::plugin_bench::run(args).await,
+        PluginCommand::New { kind, name, dir } => super::scaffold::run(kind, &name, &dir),
     }
 }
 

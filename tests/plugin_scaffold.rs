@@ -177,3 +177,54 @@ fn new_refuses_an_existing_folder_a_bad_name_and_an_unknown_kind() {
     assert!(err.contains("unknown plugin kind `firewall`: expected one of authorizer, cors, allocator"), "{err}");
     assert!(!tmp.path().join("fw").exists() && !tmp.path().join("9lives").exists());
 }
+
+/// A plugin author adds one line that reaches for the host (a file, a socket): the component
+/// still builds, but `cairn plugin check` refuses it, naming the import, with a non-zero exit.
+fn check_refuses_a_scaffold_that(name: &str, reach: &str, refused_prefix: &str, why: &str) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ok, out, err) = cairn(&[
+        OsStr::new("plugin"),
+        OsStr::new("new"),
+        OsStr::new("authorizer"),
+        OsStr::new(name),
+        OsStr::new("--dir"),
+        tmp.path().as_os_str(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let dir = tmp.path().join(name);
+    let lib = dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).expect("read lib.rs");
+    let hook = "    fn authorize_request(&self, req: &ApiRequest) -> RequestDecision {\n";
+    assert!(source.contains(hook), "the authorizer template changed; update this test");
+    std::fs::write(&lib, source.replacen(hook, &format!("{hook}        {reach}\n"), 1)).expect("edit lib.rs");
+
+    let wasm = build(&dir.join("Cargo.toml"), &name.replace('-', "_"));
+    let (ok, out, err) = cairn(&[OsStr::new("plugin"), OsStr::new("check"), wasm.as_os_str()]);
+    assert!(!ok, "check accepted a plugin that reaches for the host:\n{out}{err}");
+    // std's socket support also pulls in filesystem imports; each refused import is named.
+    let named = out
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("REFUSED  {refused_prefix}")) && l.ends_with(&format!("({why})")));
+    assert!(named, "{out}");
+    assert!(out.contains("verdict:  REFUSED: import `wasi:"), "{out}");
+}
+
+#[test]
+fn check_refuses_a_plugin_that_reads_files() {
+    check_refuses_a_scaffold_that(
+        "reads-files",
+        r#"let _ = std::fs::read("/etc/passwd");"#,
+        "wasi:filesystem/",
+        "filesystem access is not allowed",
+    );
+}
+
+#[test]
+fn check_refuses_a_plugin_that_opens_sockets() {
+    check_refuses_a_scaffold_that(
+        "opens-sockets",
+        r#"let _ = std::net::TcpStream::connect("127.0.0.1:9");"#,
+        "wasi:sockets/",
+        "network access is not allowed",
+    );
+}

@@ -1,6 +1,8 @@
 //! `cairn`: an IPFS Cluster peer whose policy decisions are sandboxed WebAssembly plugins.
 
 mod cli;
+mod config;
+mod daemon;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
 mod cases;
+mod init;
 mod plugin;
 mod plugin_bench;
 mod plugin_test;
@@ -14,6 +15,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "cairn", version, about)]
 pub struct Cli {
+    /// The config folder (service.json, identity.json); default `~/.cairn`.
+    #[arg(long, global = true, env = "CAIRN_PATH", value_name = "DIR")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +27,10 @@ enum Command {
     /// Inspect policy plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Write a new service.json and identity.json into the config folder.
+    Init(init::InitArgs),
+    /// Run the peer until SIGINT or SIGTERM; SIGHUP reloads the plugins.
+    Daemon(crate::daemon::DaemonArgs),
 }
 
 /// Run the parsed command; the exit code says whether it succeeded.
@@ -30,5 +38,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Plugin(cmd) => tokio.block_on(plugin::run(cmd)),
+        Command::Init(args) => init::run(config_dir(cli.config)?, args),
+        Command::Daemon(args) => tokio.block_on(crate::daemon::run(config_dir(cli.config)?, args)),
     }
+}
+
+/// The config folder: `--config`, `$CAIRN_PATH`, or `~/.cairn`.
+fn config_dir(flag: Option<std::path::PathBuf>) -> anyhow::Result<crate::config::ConfigDir> {
+    crate::config::ConfigDir::resolve(flag)
+        .ok_or_else(|| anyhow::anyhow!("no config folder: pass --config <dir> or set CAIRN_PATH (HOME is not set)"))
 }

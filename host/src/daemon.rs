@@ -1,0 +1,304 @@
+//! `cairn daemon`: the peer's wiring, in one place. Today: load and validate the config and
+//! identity, lock the config folder, load every decision point's plugin, reload them on
+//! SIGHUP and when their files change, stop on SIGINT/SIGTERM. The swarm, consensus and
+//! APIs plug in here (see [`Peer`]) as they are built.
+
+use std::collections::BTreeMap;
+use std::fs::{File, TryLockError};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use cairn_policy::{
+    AllocatorPlugin, AuthorizerPlugin, CorsPlugin, PluginKind, PluginSlot, PluginSpec, PolicyError, PolicyRuntime,
+    RuntimeSettings,
+};
+use sha2::{Digest, Sha256};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::config::{
+    ConfigDir, ConsensusKind, DecisionPoint, Identity, LoadedService, ServiceConfig, load_service, process_env,
+    secret_fingerprint,
+};
+
+/// `cairn daemon`'s options.
+#[derive(clap::Args, Debug)]
+pub struct DaemonArgs {}
+
+/// Run the peer until SIGINT/SIGTERM.
+pub async fn run(dir: ConfigDir, _args: DaemonArgs) -> anyhow::Result<ExitCode> {
+    // Handlers first: a SIGHUP during startup must not kill the process (its default action).
+    let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+
+    // Everything that can be wrong with the files is found before anything is written.
+    let loaded = load_config(&dir)?;
+    let config = &loaded.config;
+    let identity = load_identity(&dir, config)?;
+    let consensus = config.consensus_kind().context("no consensus configured")?;
+    check_secret(&dir, config, consensus)?;
+    let _lock = lock_config_dir(&dir)?;
+
+    let peer = Peer::start(&dir, config).await?;
+    info!(
+        peer_id = %identity.peer_id,
+        peername = %config.cluster().peername,
+        consensus = %consensus,
+        decision_points = peer.policies.slots.len(),
+        "cairn daemon ready"
+    );
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading service.json and the plugins");
+                peer.policies.reload(&dir).await;
+            }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+        }
+    }
+    peer.stop().await;
+    info!("cairn daemon stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The running peer's components. New components (swarm, consensus, APIs) are started in
+/// [`Peer::start`] and stopped in [`Peer::stop`], in reverse order.
+struct Peer {
+    policies: Policies,
+}
+
+impl Peer {
+    async fn start(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Peer> {
+        let policies = Policies::load(dir, config).await?;
+        Ok(Peer { policies })
+    }
+
+    async fn stop(self) {
+        self.policies.stop();
+    }
+}
+
+/// Read and validate service.json (with environment overrides), logging what was ignored.
+fn load_config(dir: &ConfigDir) -> anyhow::Result<LoadedService> {
+    let loaded = load_service(&dir.service(), &process_env)?;
+    for warning in &loaded.warnings {
+        warn!("{}: {warning}", dir.service().display());
+    }
+    if !loaded.env_applied.is_empty() {
+        info!("environment overrides applied: {}", loaded.env_applied.join(", "));
+    }
+    Ok(loaded)
+}
+
+/// identity.json, or the legacy `cluster.id`/`cluster.private_key` of service.json.
+fn load_identity(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Identity> {
+    let path = dir.identity();
+    let cluster = config.cluster();
+    if !path.exists()
+        && let (Some(id), Some(key)) = (&cluster.id, &cluster.private_key)
+    {
+        info!("{} is missing; using the legacy identity in service.json", path.display());
+        return Ok(Identity::from_fields(id, key, &dir.service(), "cluster.")?);
+    }
+    if !path.exists() {
+        bail!("{} does not exist: run `cairn init` first", path.display());
+    }
+    Ok(Identity::load(&path, &process_env)?)
+}
+
+/// An empty secret means no private network: allowed (loudly) in crdt mode, refused in raft.
+fn check_secret(dir: &ConfigDir, config: &ServiceConfig, consensus: ConsensusKind) -> anyhow::Result<()> {
+    match (config.secret_bytes(), consensus) {
+        (Some(secret), _) => {
+            info!(secret_fingerprint = %secret_fingerprint(&secret), "cluster secret set: private network");
+            Ok(())
+        }
+        (None, ConsensusKind::Crdt) => {
+            warn!(
+                "cluster.secret is EMPTY: the cluster will start on an UNPROTECTED network; anyone who can reach \
+                 cluster.listen_multiaddress can connect. Set cluster.secret, CLUSTER_SECRET or CLUSTER_SECRET_FILE"
+            );
+            Ok(())
+        }
+        (None, ConsensusKind::Raft) => bail!(
+            "{}: cluster.secret: is empty, and raft mode requires a secret: raft trusts every peer that can \
+             connect, so without the private network anyone who reaches the swarm could change the pinset \
+             (set cluster.secret, CLUSTER_SECRET or CLUSTER_SECRET_FILE, or use consensus.crdt)",
+            dir.service().display()
+        ),
+    }
+}
+
+/// Hold an exclusive lock on `cluster.lock` for the daemon's lifetime, so a second daemon on
+/// the same folder refuses to start. The OS releases it when the process exits, even on a
+/// crash, so a stale file never blocks a start.
+fn lock_config_dir(dir: &ConfigDir) -> anyhow::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => bail!(
+            "another cairn daemon is already running on {} (it holds {}); stop it first or use another --config",
+            dir.0.display(),
+            path.display()
+        ),
+        Err(TryLockError::Error(e)) => Err(e).with_context(|| format!("lock {}", path.display())),
+    }
+}
+
+/// The active plugin of one decision point.
+#[derive(Clone)]
+enum Slot {
+    Authorizer(Arc<PluginSlot<AuthorizerPlugin>>),
+    Cors(Arc<PluginSlot<CorsPlugin>>),
+    Allocator(Arc<PluginSlot<AllocatorPlugin>>),
+}
+
+impl Slot {
+    async fn load(runtime: PolicyRuntime, kind: PluginKind, spec: PluginSpec) -> Result<Slot, PolicyError> {
+        Ok(match kind {
+            PluginKind::Authorizer => Slot::Authorizer(Arc::new(PluginSlot::load(runtime, spec).await?)),
+            PluginKind::Cors => Slot::Cors(Arc::new(PluginSlot::load(runtime, spec).await?)),
+            PluginKind::Allocator => Slot::Allocator(Arc::new(PluginSlot::load(runtime, spec).await?)),
+        })
+    }
+
+    fn kind(&self) -> PluginKind {
+        match self {
+            Slot::Authorizer(_) => PluginKind::Authorizer,
+            Slot::Cors(_) => PluginKind::Cors,
+            Slot::Allocator(_) => PluginKind::Allocator,
+        }
+    }
+
+    async fn reload_with(&self, spec: PluginSpec) -> Result<(), PolicyError> {
+        match self {
+            Slot::Authorizer(s) => s.reload_with(spec).await,
+            Slot::Cors(s) => s.reload_with(spec).await,
+            Slot::Allocator(s) => s.reload_with(spec).await,
+        }
+    }
+
+    fn watch(&self, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        match self {
+            Slot::Authorizer(s) => s.watch(every),
+            Slot::Cors(s) => s.watch(every),
+            Slot::Allocator(s) => s.watch(every),
+        }
+    }
+}
+
+/// Every decision point's plugin, loaded through one runtime. The components that decide
+/// (APIs, RPC, allocation) will take their slot from here.
+struct Policies {
+    settings: RuntimeSettings,
+    slots: BTreeMap<String, Slot>,
+    watchers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Policies {
+    async fn load(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Policies> {
+        let settings = config.plugins.runtime_settings(&dir.0);
+        let runtime = PolicyRuntime::new(settings.clone()).context("start the plugin runtime")?;
+        let points = config
+            .decision_points(&dir.0)
+            .map_err(|e| anyhow::anyhow!("{}: {}: {}", dir.service().display(), e.key, e.problem))?;
+        // Load concurrently: each first load may compile a component.
+        let mut loading = tokio::task::JoinSet::new();
+        for DecisionPoint { key, kind, spec } in points {
+            let runtime = runtime.clone();
+            loading.spawn(async move {
+                let described = describe(&spec);
+                let slot = Slot::load(runtime, kind, spec).await;
+                (key, described, slot)
+            });
+        }
+        let mut slots = BTreeMap::new();
+        while let Some(joined) = loading.join_next().await {
+            let (key, described, slot) = joined.context("a plugin load task failed")?;
+            let slot = slot.map_err(|e| anyhow::anyhow!("{}: {key}: {e}", dir.service().display()))?;
+            info!(point = %key, kind = %slot.kind(), "decision point loaded {described}");
+            slots.insert(key, slot);
+        }
+        let watchers = match config.plugins.watch_every() {
+            Some(every) => slots.values().map(|s| s.watch(every)).collect(),
+            None => Vec::new(),
+        };
+        Ok(Policies { settings, slots, watchers })
+    }
+
+    /// Re-read service.json and reload every decision point from it. A config that does
+    /// not load changes nothing; a plugin that does not load keeps its predecessor.
+    async fn reload(&self, dir: &ConfigDir) {
+        let loaded = match load_config(dir) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!("reload refused, keeping the active plugins: {e:#}");
+                return;
+            }
+        };
+        let points = match loaded.config.decision_points(&dir.0) {
+            Ok(points) => points,
+            Err(e) => {
+                error!(
+                    "reload refused, keeping the active plugins: {}: {}: {}",
+                    dir.service().display(),
+                    e.key,
+                    e.problem
+                );
+                return;
+            }
+        };
+        let new_settings = loaded.config.plugins.runtime_settings(&dir.0);
+        if new_settings.limits != self.settings.limits || new_settings.cache_dir != self.settings.cache_dir {
+            warn!("the plugins section changed; its limits apply after a restart");
+        }
+        let (mut reloaded, mut failed) = (0, 0);
+        for DecisionPoint { key, spec, .. } in &points {
+            let Some(slot) = self.slots.get(key) else {
+                warn!(point = %key, "new decision point; it is enabled at the next restart");
+                continue;
+            };
+            let described = describe(spec);
+            match slot.reload_with(spec.clone()).await {
+                Ok(()) => {
+                    reloaded += 1;
+                    info!(point = %key, "decision point reloaded {described}");
+                }
+                Err(e) => {
+                    failed += 1;
+                    error!(point = %key, "decision point reload failed, keeping the active plugin: {e}");
+                }
+            }
+        }
+        for key in self.slots.keys().filter(|k| !points.iter().any(|p| &p.key == *k)) {
+            warn!(point = %key, "decision point removed from service.json; it stays active until a restart");
+        }
+        info!(reloaded, failed, "reload finished");
+    }
+
+    fn stop(self) {
+        for watcher in self.watchers {
+            watcher.abort();
+        }
+    }
+}
+
+/// `plugin=<source> config=<fingerprint>` for logs: the config's hash, since it may hold
+/// credentials.
+fn describe(spec: &PluginSpec) -> String {
+    let config = serde_json::to_string(&spec.config).unwrap_or_default();
+    let fingerprint = hex::encode(&Sha256::digest(config.as_bytes())[..6]);
+    format!("plugin={} config={fingerprint}", spec.source)
+}

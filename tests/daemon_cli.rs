@@ -1,122 +1,12 @@
 //! `cairn daemon`, run as a separate process: bad configs, the folder lock, readiness,
 //! clean shutdown, SIGHUP reload. Every wait is bounded; children are killed on drop.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+mod common;
 
-/// Long enough for a first plugin compile on a loaded 2-core machine.
-const START: Duration = Duration::from_secs(120);
-const STOP: Duration = Duration::from_secs(20);
+use std::path::Path;
 
-fn cairn(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
-    cmd.arg("--config").arg(dir).env("CAIRN_LOG", "info").env("NO_COLOR", "1").env_remove("CAIRN_PATH");
-    for var in ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "CLUSTER_PEERNAME"] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
+use common::*;
 
-/// A compile cache shared by the tests, so only the first daemon compiles the plugins.
-fn shared_cache() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cairn-daemon-test-plugin-cache")
-}
-
-/// `cairn init` in a fresh folder, with the shared plugin cache.
-fn init(tmp: &Path, args: &[&str]) -> PathBuf {
-    let dir = tmp.join("cfg");
-    let out = cairn(&dir).arg("init").args(args).output().expect("run init");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    edit(&dir, |v| v["plugins"]["cache_folder"] = shared_cache().to_string_lossy().into_owned().into());
-    dir
-}
-
-fn edit(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let path = dir.join("service.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    f(&mut v);
-    std::fs::write(&path, serde_json::to_string_pretty(&v).expect("serialize")).expect("write");
-}
-
-/// A running daemon: killed when dropped, stderr lines on a channel.
-struct Daemon {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(dir: &Path) -> Daemon {
-        let mut child = cairn(dir).arg("daemon").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon { child, lines, seen: Vec::new() }
-    }
-
-    /// Wait for a line containing all of `parts`; panics with the log so far on timeout.
-    fn wait_for(&mut self, parts: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if parts.iter().all(|p| line.contains(p)) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("no line with {parts:?} within {within:?}:\n{}", self.log()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("daemon exited before a line with {parts:?}:\n{}", self.log())
-                }
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        self.seen.join("\n")
-    }
-
-    fn signal(&self, name: &str) {
-        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("kill");
-        assert!(ok.success(), "kill -{name}");
-    }
-
-    /// Wait for exit, bounded.
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Collect the rest of the log.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(Instant::now() < deadline, "daemon did not exit within {within:?}:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Run a daemon that is expected to fail at once; returns its output.
 fn run_failing(dir: &Path) -> String {
     let mut d = Daemon::start(dir);
     let status = d.wait_exit(START);

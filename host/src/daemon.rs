@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use cairn_swarm::{ClusterSecret, Multiaddr, SwarmConfig, SwarmHandle};
+
+use crate::cluster::{ClusterRpc, PluginRpcAuthorizer, VERSION};
 use crate::config::{
     ConfigDir, ConsensusKind, DecisionPoint, Identity, LoadedService, ServiceConfig, load_service, process_env,
     secret_fingerprint,
@@ -24,10 +27,15 @@ use crate::config::{
 
 /// `cairn daemon`'s options.
 #[derive(clap::Args, Debug)]
-pub struct DaemonArgs {}
+pub struct DaemonArgs {
+    /// Peers to join, as multiaddrs ending in /p2p/<peer id>, comma-separated (IPFS
+    /// Cluster's `-j`); dialled besides `cluster.peer_addresses`.
+    #[arg(long, short = 'j', value_delimiter = ',')]
+    pub bootstrap: Vec<String>,
+}
 
 /// Run the peer until SIGINT/SIGTERM.
-pub async fn run(dir: ConfigDir, _args: DaemonArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     // Handlers first: a SIGHUP during startup must not kill the process (its default action).
     let mut hup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
@@ -41,9 +49,11 @@ pub async fn run(dir: ConfigDir, _args: DaemonArgs) -> anyhow::Result<ExitCode> 
     check_secret(&dir, config, consensus)?;
     let _lock = lock_config_dir(&dir)?;
 
-    let peer = Peer::start(&dir, config).await?;
+    let peer = Peer::start(&dir, config, &identity, &args).await?;
+    let listening = peer.swarm.listen_addrs().await.unwrap_or_default();
     info!(
         peer_id = %identity.peer_id,
+        listen = %listening.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         peername = %config.cluster().peername,
         consensus = %consensus,
         decision_points = peer.policies.slots.len(),
@@ -65,21 +75,84 @@ pub async fn run(dir: ConfigDir, _args: DaemonArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// The running peer's components. New components (swarm, consensus, APIs) are started in
+/// The running peer's components. New components (consensus, APIs) are started in
 /// [`Peer::start`] and stopped in [`Peer::stop`], in reverse order.
 struct Peer {
     policies: Policies,
+    swarm: SwarmHandle,
 }
 
 impl Peer {
-    async fn start(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Peer> {
+    async fn start(
+        dir: &ConfigDir,
+        config: &ServiceConfig,
+        identity: &Identity,
+        args: &DaemonArgs,
+    ) -> anyhow::Result<Peer> {
         let policies = Policies::load(dir, config).await?;
-        Ok(Peer { policies })
+        let peer_authorizer = policies
+            .slots
+            .iter()
+            .find_map(|(key, slot)| match slot {
+                Slot::Authorizer(s) if key.ends_with(".peer_authorizer_plugin") => Some(s.clone()),
+                _ => None,
+            })
+            .context("service.json: no consensus section, so no peer authorizer")?;
+        let rpc = Arc::new(ClusterRpc::new(config.cluster().peername.clone()));
+        let swarm = cairn_swarm::start(
+            swarm_config(dir, config, identity, args)?,
+            Arc::new(PluginRpcAuthorizer(peer_authorizer)),
+            rpc.clone(),
+        )
+        .await
+        .context("start the cluster swarm")?;
+        rpc.attach(swarm.clone());
+        Ok(Peer { policies, swarm })
     }
 
     async fn stop(self) {
+        if let Err(e) = self.swarm.shutdown().await {
+            warn!("swarm shutdown: {e}");
+        }
         self.policies.stop();
     }
+}
+
+/// The swarm's settings from `cluster.*` and `--bootstrap`.
+fn swarm_config(
+    dir: &ConfigDir,
+    config: &ServiceConfig,
+    identity: &Identity,
+    args: &DaemonArgs,
+) -> anyhow::Result<SwarmConfig> {
+    let cluster = config.cluster();
+    let file = dir.service();
+    let parse = |key: &str, addr: &str| -> anyhow::Result<Multiaddr> {
+        addr.parse().with_context(|| format!("{}: {key}: {addr:?} is not a multiaddr", file.display()))
+    };
+    let mut swarm = SwarmConfig::new(identity.keypair.clone());
+    swarm.listen_addrs = Vec::new();
+    for addr in &cluster.listen_multiaddress.0 {
+        // A private network cannot protect QUIC, so IPFS Cluster never listens on it either.
+        if addr.contains("/quic") {
+            info!("cluster.listen_multiaddress: not listening on {addr} (QUIC cannot use the cluster secret)");
+            continue;
+        }
+        swarm.listen_addrs.push(parse("cluster.listen_multiaddress", addr)?);
+    }
+    swarm.secret = ClusterSecret::parse(&cluster.secret).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for addr in &cluster.peer_addresses {
+        swarm.bootstrap.push(parse("cluster.peer_addresses", addr)?);
+    }
+    for addr in &args.bootstrap {
+        swarm.bootstrap.push(parse("--bootstrap", addr)?);
+    }
+    if !cluster.peerstore_file.is_empty() {
+        swarm.peerstore_path = Some(dir.0.join(&cluster.peerstore_file));
+    }
+    swarm.mdns = !cluster.mdns_interval.0.is_zero();
+    swarm.agent_version = format!("cairn/{VERSION}");
+    Ok(swarm)
 }
 
 /// Read and validate service.json (with environment overrides), logging what was ignored.

@@ -1,6 +1,7 @@
 //! `cairn`: an IPFS Cluster peer whose policy decisions are sandboxed WebAssembly plugins.
 
 mod cli;
+mod cluster;
 mod config;
 mod daemon;
 

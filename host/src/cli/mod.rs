@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
 mod cases;
+mod ctl;
 mod init;
 mod plugin;
 mod plugin_bench;
@@ -31,6 +32,13 @@ enum Command {
     Init(init::InitArgs),
     /// Run the peer until SIGINT or SIGTERM; SIGHUP reloads the plugins.
     Daemon(crate::daemon::DaemonArgs),
+    /// The local peer's identity, addresses and how many peers it sees.
+    Id,
+    /// The local peer's version.
+    Version,
+    /// The cluster's peers.
+    #[command(subcommand)]
+    Peers(ctl::PeersCommand),
 }
 
 /// Run the parsed command; the exit code says whether it succeeded.
@@ -40,6 +48,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => tokio.block_on(plugin::run(cmd)),
         Command::Init(args) => init::run(config_dir(cli.config)?, args),
         Command::Daemon(args) => tokio.block_on(crate::daemon::run(config_dir(cli.config)?, args)),
+        Command::Id => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Id)),
+        Command::Version => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Version)),
+        Command::Peers(ctl::PeersCommand::Ls) => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Peers)),
     }
 }
 

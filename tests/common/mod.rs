@@ -1,0 +1,142 @@
+//! Helpers for the tests that run `cairn` processes: config folders from `cairn init`
+//! (listening on 127.0.0.1, never the default ports), daemons killed on drop, bounded waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// Long enough for a first plugin compile on a loaded 2-core machine.
+pub const START: Duration = Duration::from_secs(120);
+pub const STOP: Duration = Duration::from_secs(20);
+
+pub fn cairn(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    cmd.arg("--config").arg(dir).env("CAIRN_LOG", "info").env("NO_COLOR", "1").env_remove("CAIRN_PATH");
+    for var in ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "CLUSTER_PEERNAME"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// A compile cache shared by the tests, so only the first daemon compiles the plugins.
+pub fn shared_cache() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cairn-daemon-test-plugin-cache")
+}
+
+/// `cairn init` in a fresh folder, with the shared plugin cache.
+pub fn init(tmp: &Path, args: &[&str]) -> PathBuf {
+    init_named(tmp, "cfg", args)
+}
+
+/// `cairn init` in `tmp/<name>`; the swarm listens on a free 127.0.0.1 port.
+pub fn init_named(tmp: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let dir = tmp.join(name);
+    let out = cairn(&dir).arg("init").args(args).output().expect("run init");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    edit(&dir, |v| {
+        v["plugins"]["cache_folder"] = shared_cache().to_string_lossy().into_owned().into();
+        v["cluster"]["listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+    });
+    dir
+}
+
+pub fn edit(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("service.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    f(&mut v);
+    std::fs::write(&path, serde_json::to_string_pretty(&v).expect("serialize")).expect("write");
+}
+
+/// A running daemon: killed when dropped, stderr lines on a channel.
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path) -> Daemon {
+        let mut child = cairn(dir).arg("daemon").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon { child, lines, seen: Vec::new() }
+    }
+
+    /// Wait for a line containing all of `parts`; panics with the log so far on timeout.
+    pub fn wait_for(&mut self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if parts.iter().all(|p| line.contains(p)) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no line with {parts:?} within {within:?}:\n{}", self.log()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("daemon exited before a line with {parts:?}:\n{}", self.log())
+                }
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.seen.join("\n")
+    }
+
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("kill");
+        assert!(ok.success(), "kill -{name}");
+    }
+
+    /// Wait for exit, bounded.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Collect the rest of the log.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit within {within:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a daemon that is expected to fail at once; returns its output.
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Run `cairn --config <dir> <args>`; returns success, stdout and stderr.
+pub fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = cairn(dir).args(args).env("CAIRN_LOG", "warn").output().expect("run cairn");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -96,3 +96,118 @@ fn three_peers_sharing_a_secret_see_each_other_and_outsiders_cannot_join() {
         wait_for_peers(&dirs[0], &ids, Duration::from_secs(10));
     }
 }
+
+/// Run `cairn <args>` until `accept` holds for its stdout (bounded); returns that stdout.
+fn wait_for_output(dir: &Path, args: &[&str], within: Duration, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let (ok, out, err) = run(dir, args);
+        if ok && accept(&out) {
+            return out;
+        }
+        last = format!("{out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("`cairn {}` on {} never gave the expected answer; last:\n{last}", args.join(" "), dir.display());
+}
+
+#[test]
+fn every_peer_sees_every_ping_and_a_stopped_peer_raises_an_alert() {
+    // ping every 1s, so its TTL is 2s; tags live 2s; check every 500ms.
+    const PING_TTL: Duration = Duration::from_secs(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs = three_peers(tmp.path());
+    for dir in &dirs {
+        edit(dir, |v| {
+            v["cluster"]["monitor_ping_interval"] = "1s".into();
+            v["informer"]["tags"]["metric_ttl"] = "2s".into();
+            v["monitor"]["pubsubmon"]["check_interval"] = "500ms".into();
+        });
+    }
+    let ids: Vec<String> = dirs.iter().map(|d| peer_id(d)).collect();
+    let mut daemons: Vec<Daemon> = dirs.iter().map(|d| Daemon::start(d)).collect();
+    for d in &mut daemons {
+        d.wait_for(&["cairn daemon ready"], START);
+    }
+
+    // Every peer lists a live ping metric of all three peers.
+    for dir in &dirs {
+        let out = wait_for_output(dir, &["health", "metrics", "ping"], Duration::from_secs(60), |out| {
+            ids.iter().all(|id| out.lines().any(|l| l.starts_with(&format!("{id} | ping: "))))
+        });
+        assert_eq!(out.lines().count(), 3, "{out}");
+        let (ok, names, _) = run(dir, &["health", "metrics"]);
+        assert!(ok && names.lines().any(|l| l == "ping") && names.lines().any(|l| l == "tag:group"), "{names}");
+    }
+    let (ok, out, _) = run(&dirs[0], &["health", "alerts"]);
+    assert!(ok && !out.contains(&ids[2]), "no alert for a live peer:\n{out}");
+
+    // Stop C: within 2×TTL (plus the CLI's own latency on a loaded machine) A and B alert.
+    let c = daemons.pop().expect("C");
+    let stopped = Instant::now();
+    drop(c);
+    for dir in &dirs[..2] {
+        let out = wait_for_output(dir, &["health", "alerts"], 2 * PING_TTL + Duration::from_secs(8), |out| {
+            out.lines().any(|l| l.starts_with(&format!("{}: ping.", ids[2])))
+        });
+        assert!(!out.contains(&format!("{}: ping.", ids[0])), "A is alive:\n{out}");
+        // C's ping is no longer among the latest metrics.
+        let (ok, out, _) = run(dir, &["health", "metrics", "ping"]);
+        assert!(ok && !out.contains(&ids[2]) && out.lines().count() == 2, "{out}");
+    }
+    eprintln!("alerts seen on A and B {:?} after stopping C", stopped.elapsed());
+    for d in &mut daemons {
+        d.wait_for(&["metric alert", &ids[2]], Duration::from_secs(5));
+    }
+}
+
+/// `GET /metrics` from a peer's Prometheus endpoint.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics endpoint");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    body
+}
+
+#[test]
+fn trusted_peers_decide_what_a_peer_may_call() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs = three_peers(tmp.path());
+    let ids: Vec<String> = dirs.iter().map(|d| peer_id(d)).collect();
+    let metrics_port = free_port();
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    edit(&dirs[0], |v| {
+        v["consensus"]["crdt"]["trusted_peers"] = vec![a, b].into();
+        v["observations"]["metrics"]["enable_stats"] = true.into();
+        v["observations"]["metrics"]["prometheus_endpoint"] = format!("/ip4/127.0.0.1/tcp/{metrics_port}").into();
+    });
+    let mut daemons: Vec<Daemon> = dirs.iter().map(|d| Daemon::start(d)).collect();
+    for d in &mut daemons {
+        d.wait_for(&["cairn daemon ready"], START);
+    }
+    wait_for_peers(&dirs[0], &ids, Duration::from_secs(60));
+    let a_addr = format!("{}/p2p/{}", listen(&dirs[0]), ids[0]);
+
+    // C is not trusted by A: ID and Version are open, a pinset write is refused.
+    let (ok, out, err) = run(&dirs[2], &["rpc", &a_addr, "Cluster.ID"]);
+    assert!(ok && out.contains(&ids[0]), "{out}{err}");
+    let (ok, out, err) = run(&dirs[2], &["rpc", &a_addr, "Cluster.Version"]);
+    assert!(ok && out.contains(env!("CARGO_PKG_VERSION")), "{out}{err}");
+    let (ok, out, err) = run(&dirs[2], &["rpc", &a_addr, "Consensus.LogPin"]);
+    assert!(!ok, "{out}{err}");
+    assert!(err.contains(&format!("peer {} is not trusted for pinset-write", ids[2])), "{err}");
+
+    // B is trusted: the authorizer lets the call through (the method itself comes later).
+    let (ok, out, err) = run(&dirs[1], &["rpc", &a_addr, "Consensus.LogPin"]);
+    assert!(!ok && err.contains("unknown RPC method Consensus.LogPin") && !err.contains("not trusted"), "{out}{err}");
+
+    // The refusal is in A's log and in its metrics.
+    daemons[0].wait_for(&["peer rpc denied", &ids[2]], Duration::from_secs(10));
+    let metrics = scrape(metrics_port);
+    assert!(metrics.contains("\ncairn_rpc_denied_total 1\n"), "{metrics}");
+    assert!(metrics.contains("cairn_plugin_calls_total{point=\"consensus.crdt.peer_authorizer_plugin\"}"), "{metrics}");
+}

@@ -72,12 +72,14 @@ pub struct ClusterRpc {
     peername: String,
     /// Set once the swarm is up; the handler answers from it.
     swarm: OnceLock<SwarmHandle>,
+    /// Set once the monitor is up; `PeerMonitor.*` and `Cluster.Alerts` answer from it.
+    monitor: OnceLock<crate::monitor::Monitor>,
 }
 
 impl ClusterRpc {
     /// A handler for a peer called `peername`.
     pub fn new(peername: String) -> Self {
-        ClusterRpc { peername, swarm: OnceLock::new() }
+        ClusterRpc { peername, swarm: OnceLock::new(), monitor: OnceLock::new() }
     }
 
     /// Attach the running swarm.
@@ -85,15 +87,25 @@ impl ClusterRpc {
         let _ = self.swarm.set(swarm);
     }
 
-    /// This peer's `ID`: its addresses and the peers it is connected to, except `caller`
-    /// (a `cairn` client asking is not a cluster peer). The peerset proper — peers with a
-    /// valid `ping` metric — comes with the monitor.
+    /// Attach the running peer monitor.
+    pub fn attach_monitor(&self, monitor: crate::monitor::Monitor) {
+        let _ = self.monitor.set(monitor);
+    }
+
+    /// This peer's `ID`. Its `cluster_peers` is the peerset as IPFS Cluster's crdt mode
+    /// defines it: this peer plus every peer with a valid `ping` metric. (Before the monitor
+    /// runs, the connected peers except `caller`, since a `cairn` client is not a peer.)
     pub async fn id(&self, caller: Option<PeerId>) -> Result<PeerInfo, String> {
         let swarm = self.swarm.get().ok_or("the swarm is not running yet")?;
         let me = swarm.local_peer_id();
         let addresses = swarm.listen_addrs().await.map_err(|e| e.to_string())?;
-        let connected = swarm.connected_peers().await.map_err(|e| e.to_string())?;
-        let mut peers: Vec<String> = connected.iter().filter(|p| Some(**p) != caller).map(PeerId::to_string).collect();
+        let mut peers: Vec<String> = match self.monitor.get() {
+            Some(monitor) => monitor.latest_metrics("ping").into_iter().map(|m| m.peer).collect(),
+            None => {
+                let connected = swarm.connected_peers().await.map_err(|e| e.to_string())?;
+                connected.iter().filter(|p| Some(**p) != caller).map(PeerId::to_string).collect()
+            }
+        };
         peers.push(me.to_string());
         peers.sort();
         peers.dedup();
@@ -111,16 +123,17 @@ impl ClusterRpc {
 }
 
 impl RpcHandler for ClusterRpc {
-    fn handle<'a>(
-        &'a self,
-        peer: PeerId,
-        method: &'a str,
-        _payload: Vec<u8>,
-    ) -> BoxFuture<'a, Result<Vec<u8>, String>> {
+    fn handle<'a>(&'a self, peer: PeerId, method: &'a str, payload: Vec<u8>) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let json = match method {
                 "Cluster.ID" => serde_json::to_vec(&self.id(Some(peer)).await?),
                 "Cluster.Version" => serde_json::to_vec(&Version { version: VERSION.to_string() }),
+                other if crate::monitor::RPC_METHODS.contains(&other) => {
+                    let monitor = self.monitor.get().ok_or("the peer monitor is not running yet")?;
+                    return monitor
+                        .handle_rpc(other, &payload)
+                        .unwrap_or_else(|| Err(format!("unknown RPC method {other}")));
+                }
                 other => return Err(format!("unknown RPC method {other}")),
             };
             json.map_err(|e| e.to_string())
@@ -140,5 +153,9 @@ mod tests {
         assert_eq!(peer_action("PinTracker.StatusAll"), PeerAction::StatusSync);
         assert_eq!(peer_action("IPFSConnector.BlockStream"), PeerAction::AddContent);
         assert_eq!(peer_action("Cluster.PeerAdd"), PeerAction::Other("Cluster.PeerAdd".into()));
+        // The monitor's methods are for trusted peers only (the default policy's `other`).
+        for method in crate::monitor::RPC_METHODS {
+            assert_eq!(peer_action(method), PeerAction::Other(method.to_string()));
+        }
     }
 }

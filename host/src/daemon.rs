@@ -80,6 +80,9 @@ pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
 struct Peer {
     policies: Policies,
     swarm: SwarmHandle,
+    monitor: crate::monitor::Monitor,
+    /// The Prometheus endpoint's task, when `observations.metrics.enable_stats` is on.
+    metrics: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Peer {
@@ -107,15 +110,44 @@ impl Peer {
         .await
         .context("start the cluster swarm")?;
         rpc.attach(swarm.clone());
-        Ok(Peer { policies, swarm })
+        let monitor = crate::monitor::Monitor::start(swarm.clone(), config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
+        rpc.attach_monitor(monitor.clone());
+        let metrics = start_metrics(dir, config, &swarm, &policies).await?;
+        Ok(Peer { policies, swarm, monitor, metrics })
     }
 
     async fn stop(self) {
+        if let Some(metrics) = self.metrics {
+            metrics.abort();
+        }
+        self.monitor.stop();
         if let Err(e) = self.swarm.shutdown().await {
             warn!("swarm shutdown: {e}");
         }
         self.policies.stop();
     }
+}
+
+/// Serve `/metrics` when `observations.metrics.enable_stats` is on.
+async fn start_metrics(
+    dir: &ConfigDir,
+    config: &ServiceConfig,
+    swarm: &SwarmHandle,
+    policies: &Policies,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let settings = &config.observations.metrics;
+    if !settings.enable_stats {
+        return Ok(None);
+    }
+    let addr = crate::metrics::socket_addr(&settings.prometheus_endpoint)
+        .map_err(|e| anyhow::anyhow!("{}: observations.metrics.prometheus_endpoint: {e}", dir.service().display()))?;
+    let plugins = policies.slots.iter().map(|(key, slot)| (key.clone(), slot.stats_reader())).collect();
+    let sources = Arc::new(crate::metrics::Sources { swarm: swarm.clone(), plugins });
+    let (bound, task) = crate::metrics::serve(addr, sources).await.context("start the metrics endpoint")?;
+    info!(endpoint = %format!("http://{bound}/metrics"), "metrics endpoint listening");
+    Ok(Some(task))
 }
 
 /// The swarm's settings from `cluster.*` and `--bootstrap`.
@@ -260,6 +292,15 @@ impl Slot {
             Slot::Authorizer(s) => s.reload_with(spec).await,
             Slot::Cors(s) => s.reload_with(spec).await,
             Slot::Allocator(s) => s.reload_with(spec).await,
+        }
+    }
+
+    /// Reads the active plugin's counters (a reload starts them from zero).
+    fn stats_reader(&self) -> Box<dyn Fn() -> cairn_policy::PluginStats + Send + Sync> {
+        match self.clone() {
+            Slot::Authorizer(s) => Box::new(move || s.current().stats()),
+            Slot::Cors(s) => Box::new(move || s.current().stats()),
+            Slot::Allocator(s) => Box::new(move || s.current().stats()),
         }
     }
 

@@ -4,6 +4,8 @@ mod cli;
 mod cluster;
 mod config;
 mod daemon;
+mod metrics;
+mod monitor;
 
 use std::process::ExitCode;
 

@@ -66,29 +66,47 @@ impl RpcHandler for ServesNothing {
     }
 }
 
-/// Call `method` on the peer whose config folder is `dir`.
+/// Call `method` on the peer whose config folder is `dir`, from a throwaway identity.
 async fn call(dir: &ConfigDir, method: &str) -> anyhow::Result<Vec<u8>> {
-    let loaded = load_service(&dir.service(), &process_env)?;
-    let cluster = loaded.config.cluster();
-    let identity = Identity::load(&dir.identity(), &process_env)?;
-    let target = local_address(&cluster.listen_multiaddress.0, identity.peer_id).with_context(|| {
-        format!("{}: cluster.listen_multiaddress has no TCP address to dial", dir.service().display())
-    })?;
+    call_with(dir, method, Vec::new()).await
+}
 
-    let mut client = SwarmConfig::new(Keypair::generate_ed25519());
+/// [`call`] with a payload.
+pub(crate) async fn call_with(dir: &ConfigDir, method: &str, payload: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let loaded = load_service(&dir.service(), &process_env)?;
+    let identity = Identity::load(&dir.identity(), &process_env)?;
+    let target =
+        local_address(&loaded.config.cluster().listen_multiaddress.0, identity.peer_id).with_context(|| {
+            format!("{}: cluster.listen_multiaddress has no TCP address to dial", dir.service().display())
+        })?;
+    call_peer(dir, Keypair::generate_ed25519(), target, method, payload).await
+}
+
+/// Dial `target` (a multiaddr ending in `/p2p/<id>`) with `keypair` over the cluster swarm
+/// of the config in `dir` (its secret), and call `method` with `payload`.
+pub async fn call_peer(
+    dir: &ConfigDir,
+    keypair: Keypair,
+    target: Multiaddr,
+    method: &str,
+    payload: Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
+    let loaded = load_service(&dir.service(), &process_env)?;
+    let mut client = SwarmConfig::new(keypair);
     client.listen_addrs = Vec::new();
-    client.secret =
-        ClusterSecret::parse(&cluster.secret).map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
+    client.secret = ClusterSecret::parse(&loaded.config.cluster().secret)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
     client.handshake_timeout = Duration::from_secs(5);
     client.rpc_timeout = Duration::from_secs(10);
     let swarm = cairn_swarm::start(client, Arc::new(AllowList::default()), Arc::new(ServesNothing))
         .await
         .context("start the client")?;
     let answer = async {
-        let peer = swarm.connect(target.clone()).await.with_context(|| {
-            format!("cannot reach the peer at {target}: is `cairn daemon` running with this --config?")
-        })?;
-        swarm.rpc(peer, method, Vec::new()).await.with_context(|| format!("{method} on {peer}"))
+        let peer = swarm
+            .connect(target.clone())
+            .await
+            .with_context(|| format!("cannot reach the peer at {target}: is its `cairn daemon` running?"))?;
+        swarm.rpc(peer, method, payload).await.with_context(|| format!("{method} on {peer}"))
     }
     .await;
     let _ = swarm.shutdown().await;

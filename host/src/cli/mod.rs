@@ -1,11 +1,13 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
 mod cases;
-mod ctl;
+pub(crate) mod ctl;
+mod health;
 mod init;
 mod plugin;
 mod plugin_bench;
 mod plugin_test;
+mod rpc;
 mod scaffold;
 
 use std::process::ExitCode;
@@ -39,6 +41,11 @@ enum Command {
     /// The cluster's peers.
     #[command(subcommand)]
     Peers(ctl::PeersCommand),
+    /// The cluster's metrics and alerts, as the local peer's monitor sees them.
+    #[command(subcommand)]
+    Health(health::HealthCommand),
+    /// Call another peer's RPC as this peer (diagnostics: what does its authorizer allow us?).
+    Rpc(rpc::RpcArgs),
 }
 
 /// Run the parsed command; the exit code says whether it succeeded.
@@ -51,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Id => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Id)),
         Command::Version => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Version)),
         Command::Peers(ctl::PeersCommand::Ls) => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Peers)),
+        Command::Health(cmd) => tokio.block_on(health::run(config_dir(cli.config)?, cmd)),
+        Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
     }
 }
 

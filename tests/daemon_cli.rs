@@ -143,3 +143,50 @@ fn sighup_reloads_a_changed_plugin_config_and_keeps_the_old_plugin_on_errors() {
     d.signal("TERM");
     assert!(d.wait_exit(STOP).success(), "{}", d.log());
 }
+
+#[test]
+fn daemon_init_creates_the_config_on_first_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("fresh");
+    // The environment override keeps the test off the default port (and off 0.0.0.0).
+    let mut cmd = cairn(&dir);
+    cmd.args(["daemon", "--init"]).env("CLUSTER_LISTENMULTIADDRESS", "/ip4/127.0.0.1/tcp/0");
+    let mut daemon = Daemon::spawn(cmd);
+    let ready = daemon.wait_for(&["cairn daemon ready"], START);
+    assert!(ready.contains("listen=/ip4/127.0.0.1/tcp/"), "{ready}");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(STOP).success(), "{}", daemon.log());
+    assert!(dir.join("service.json").is_file() && dir.join("identity.json").is_file());
+}
+
+#[test]
+fn a_closed_log_pipe_does_not_take_the_daemon_down() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &[]);
+    let mut child = cairn(&dir)
+        .arg("daemon")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut first = String::new();
+    log.read_line(&mut first).expect("a first log line");
+    drop(log); // the logger goes away; the daemon keeps logging into a closed pipe
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(matches!(child.try_wait(), Ok(None)), "the daemon died when its log pipe closed");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = std::time::Instant::now() + STOP;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}

@@ -10,6 +10,9 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+mod common;
 
 const TARGET: &str = "wasm32-wasip2";
 
@@ -227,4 +230,75 @@ fn check_refuses_a_plugin_that_opens_sockets() {
         "wasi:sockets/",
         "network access is not allowed",
     );
+}
+
+/// Issue 3's walk-through, as a new user would do it: scaffold an authorizer, build it, pass
+/// its cases, point a running peer's service.json at it, and see a request the old policy
+/// allowed refused after SIGHUP — without restarting the peer. The request is a peer RPC
+/// (`PeerMonitor.MetricNames`, which the default `trusted-peers` with `"*"` allows and the
+/// scaffold's policy refuses to peers not in its `trusted_peers`), since the peer's HTTP
+/// APIs are not built yet.
+#[test]
+fn a_new_policy_takes_over_a_running_peer_on_sighup() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ok, out, err) = cairn(&[
+        OsStr::new("plugin"),
+        OsStr::new("new"),
+        OsStr::new("authorizer"),
+        OsStr::new("my-policy"),
+        OsStr::new("--dir"),
+        tmp.path().as_os_str(),
+    ]);
+    assert!(ok, "{out}{err}");
+    let crate_dir = tmp.path().join("my-policy");
+    let wasm = build(&crate_dir.join("Cargo.toml"), "my_policy");
+    let (ok, out, err) =
+        cairn(&[OsStr::new("plugin"), OsStr::new("test"), wasm.as_os_str(), crate_dir.join("cases.toml").as_os_str()]);
+    assert!(ok, "{out}{err}");
+
+    // Two peers on one secret; B asks A for its metric names.
+    let peers = tmp.path().join("peers");
+    let (a, b) = (common::init_named(&peers, "a", &[]), common::init_named(&peers, "b", &[]));
+    let secret = "6a8f2c1d0e9b7a6f5e4d3c2b1a09f8e7d6c5b4a3928170f6e5d4c3b2a1908f7e";
+    let a_addr = {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(a.join("service.json")).expect("read")).expect("json");
+        let id: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(a.join("identity.json")).expect("read")).expect("json");
+        format!(
+            "{}/p2p/{}",
+            v["cluster"]["listen_multiaddress"].as_str().expect("listen"),
+            id["id"].as_str().expect("id")
+        )
+    };
+    common::edit(&a, |v| v["cluster"]["secret"] = secret.into());
+    let bootstrap = a_addr.clone();
+    common::edit(&b, |v| {
+        v["cluster"]["secret"] = secret.into();
+        v["cluster"]["peer_addresses"] = vec![bootstrap].into();
+    });
+    let mut peer_a = common::Daemon::start(&a);
+    peer_a.wait_for(&["cairn daemon ready"], common::START);
+    let mut peer_b = common::Daemon::start(&b);
+    peer_b.wait_for(&["cairn daemon ready"], common::START);
+
+    let ask = || common::run(&b, &["rpc", &a_addr, "PeerMonitor.MetricNames"]);
+    let (ok, out, err) = ask();
+    assert!(ok, "the default policy trusts every peer:\n{out}{err}");
+
+    // Point A at the new plugin, with a config that trusts nobody, and send SIGHUP.
+    let plugin = wasm.to_string_lossy().into_owned();
+    common::edit(&a, |v| {
+        v["consensus"]["crdt"]["peer_authorizer_plugin"] =
+            serde_json::json!({ "plugin": plugin, "config": { "trusted_peers": [] } });
+    });
+    peer_a.signal("HUP");
+    peer_a.wait_for(&["decision point reloaded", "consensus.crdt.peer_authorizer_plugin"], Duration::from_secs(60));
+
+    let (ok, out, err) = ask();
+    assert!(!ok && err.contains("is not trusted"), "the new policy refuses B:\n{out}{err}");
+    // The peer never restarted: the same process answers, and ID is still open to B.
+    assert!(peer_a.child_running(), "peer A restarted");
+    let (ok, out, err) = common::run(&b, &["rpc", &a_addr, "Cluster.ID"]);
+    assert!(ok, "{out}{err}");
 }

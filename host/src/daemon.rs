@@ -32,6 +32,9 @@ pub struct DaemonArgs {
     /// Cluster's `-j`); dialled besides `cluster.peer_addresses`.
     #[arg(long, short = 'j', value_delimiter = ',')]
     pub bootstrap: Vec<String>,
+    /// Run `cairn init` first when the config folder has no service.json.
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// Run the peer until SIGINT/SIGTERM.
@@ -41,6 +44,9 @@ pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
 
+    if args.init && !dir.service().exists() {
+        crate::cli::init::run(dir.clone(), crate::cli::init::InitArgs::default())?;
+    }
     // Everything that can be wrong with the files is found before anything is written.
     let loaded = load_config(&dir)?;
     let config = &loaded.config;

@@ -59,7 +59,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path) -> Daemon {
-        let mut child = cairn(dir).arg("daemon").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
+        let mut cmd = cairn(dir);
+        cmd.arg("daemon");
+        Daemon::spawn(cmd)
+    }
+
+    /// Start `cmd` (a `cairn ... daemon` command) and collect its log.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -90,6 +97,11 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Whether the process is still the one started (it has not exited).
+    pub fn child_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log(&self) -> String {

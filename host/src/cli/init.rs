@@ -34,6 +34,13 @@ pub struct InitArgs {
     force: bool,
 }
 
+impl Default for InitArgs {
+    /// What `cairn init` with no flags does (used by `cairn daemon --init`).
+    fn default() -> Self {
+        InitArgs { consensus: ConsensusChoice::Crdt, peers: Vec::new(), force: false }
+    }
+}
+
 pub fn run(dir: ConfigDir, args: InitArgs) -> anyhow::Result<ExitCode> {
     let (service_path, identity_path) = (dir.service(), dir.identity());
     if !args.force {

@@ -3,7 +3,7 @@
 mod cases;
 pub(crate) mod ctl;
 mod health;
-mod init;
+pub(crate) mod init;
 mod plugin;
 mod plugin_bench;
 mod plugin_test;

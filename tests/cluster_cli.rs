@@ -211,3 +211,38 @@ fn trusted_peers_decide_what_a_peer_may_call() {
     assert!(metrics.contains("\ncairn_rpc_denied_total 1\n"), "{metrics}");
     assert!(metrics.contains("cairn_plugin_calls_total{point=\"consensus.crdt.peer_authorizer_plugin\"}"), "{metrics}");
 }
+
+#[test]
+fn bootstrap_peers_are_trusted_for_the_run_unless_no_trust() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs = three_peers(tmp.path());
+    let ids: Vec<String> = dirs.iter().map(|d| peer_id(d)).collect();
+    let addr = |i: usize| format!("{}/p2p/{}", listen(&dirs[i]), ids[i]);
+    // A trusts only itself in service.json; it is started with `--bootstrap <B>`.
+    let only_a = ids[0].clone();
+    edit(&dirs[0], |v| v["consensus"]["crdt"]["trusted_peers"] = vec![only_a].into());
+    let mut cmd = cairn(&dirs[0]);
+    cmd.args(["daemon", "--bootstrap", &addr(1)]);
+    let mut daemons = vec![Daemon::spawn(cmd), Daemon::start(&dirs[1]), Daemon::start(&dirs[2])];
+    for d in &mut daemons {
+        d.wait_for(&["cairn daemon ready"], START);
+    }
+    let (ok, out, err) = run(&dirs[1], &["rpc", &addr(0), "PeerMonitor.MetricNames"]);
+    assert!(ok, "B came in with --bootstrap, so A trusts it:\n{out}{err}");
+    let (ok, out, err) = run(&dirs[2], &["rpc", &addr(0), "PeerMonitor.MetricNames"]);
+    assert!(!ok && err.contains("is not trusted"), "C is not trusted by A:\n{out}{err}");
+    // Nothing was saved: A's service.json still trusts only A.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("service.json")).expect("read")).expect("json");
+    assert_eq!(saved["consensus"]["crdt"]["trusted_peers"], serde_json::json!([ids[0]]));
+
+    // With --no-trust, B is just another peer.
+    daemons[0].signal("TERM");
+    assert!(daemons[0].wait_exit(STOP).success());
+    let mut cmd = cairn(&dirs[0]);
+    cmd.args(["daemon", "--no-trust", "--bootstrap", &addr(1)]);
+    let mut again = Daemon::spawn(cmd);
+    again.wait_for(&["cairn daemon ready"], START);
+    let (ok, out, err) = run(&dirs[1], &["rpc", &addr(0), "PeerMonitor.MetricNames"]);
+    assert!(!ok && err.contains("is not trusted"), "{out}{err}");
+}

@@ -35,6 +35,36 @@ pub struct DaemonArgs {
     /// Run `cairn init` first when the config folder has no service.json.
     #[arg(long)]
     pub init: bool,
+    /// Do not trust the `--bootstrap` peers (by default, in crdt mode, they join
+    /// `trusted_peers` for this run, as IPFS Cluster's `--bootstrap` does; nothing is saved).
+    #[arg(long)]
+    pub no_trust: bool,
+}
+
+impl DaemonArgs {
+    /// The peer ids that `--bootstrap` adds to the trusted peers for this run.
+    fn bootstrap_trust(&self) -> Vec<String> {
+        if self.no_trust {
+            return Vec::new();
+        }
+        self.bootstrap.iter().filter_map(|a| crate::config::peer_id_of(a)).map(|id| id.to_string()).collect()
+    }
+}
+
+/// Add `extra` to `consensus.crdt.trusted_peers` in memory (the default peer authorizer's
+/// config comes from that key).
+fn add_trusted(config: &mut ServiceConfig, extra: &[String]) {
+    if extra.is_empty() {
+        return;
+    }
+    if let Some(crdt) = config.consensus.crdt.as_mut() {
+        let trusted = crdt.trusted_peers.get_or_insert_with(Vec::new);
+        for id in extra {
+            if !trusted.contains(id) {
+                trusted.push(id.clone());
+            }
+        }
+    }
 }
 
 /// Run the peer until SIGINT/SIGTERM.
@@ -98,7 +128,7 @@ impl Peer {
         identity: &Identity,
         args: &DaemonArgs,
     ) -> anyhow::Result<Peer> {
-        let policies = Policies::load(dir, config).await?;
+        let policies = Policies::load(dir, config, args.bootstrap_trust()).await?;
         let peer_authorizer = policies
             .slots
             .iter()
@@ -322,13 +352,17 @@ impl Slot {
 /// Every decision point's plugin, loaded through one runtime. The components that decide
 /// (APIs, RPC, allocation) will take their slot from here.
 struct Policies {
+    /// Peers trusted for this run only (`--bootstrap`), re-applied on every reload.
+    extra_trusted: Vec<String>,
     settings: RuntimeSettings,
     slots: BTreeMap<String, Slot>,
     watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Policies {
-    async fn load(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Policies> {
+    async fn load(dir: &ConfigDir, config: &ServiceConfig, extra_trusted: Vec<String>) -> anyhow::Result<Policies> {
+        let mut config = config.clone();
+        add_trusted(&mut config, &extra_trusted);
         let settings = config.plugins.runtime_settings(&dir.0);
         let runtime = PolicyRuntime::new(settings.clone()).context("start the plugin runtime")?;
         let points = config
@@ -355,20 +389,21 @@ impl Policies {
             Some(every) => slots.values().map(|s| s.watch(every)).collect(),
             None => Vec::new(),
         };
-        Ok(Policies { settings, slots, watchers })
+        Ok(Policies { extra_trusted, settings, slots, watchers })
     }
 
     /// Re-read service.json and reload every decision point from it. A config that does
     /// not load changes nothing; a plugin that does not load keeps its predecessor.
     async fn reload(&self, dir: &ConfigDir) {
-        let loaded = match load_config(dir) {
-            Ok(loaded) => loaded,
+        let mut config = match load_config(dir) {
+            Ok(loaded) => loaded.config,
             Err(e) => {
                 error!("reload refused, keeping the active plugins: {e:#}");
                 return;
             }
         };
-        let points = match loaded.config.decision_points(&dir.0) {
+        add_trusted(&mut config, &self.extra_trusted);
+        let points = match config.decision_points(&dir.0) {
             Ok(points) => points,
             Err(e) => {
                 error!(
@@ -380,7 +415,7 @@ impl Policies {
                 return;
             }
         };
-        let new_settings = loaded.config.plugins.runtime_settings(&dir.0);
+        let new_settings = config.plugins.runtime_settings(&dir.0);
         if new_settings.limits != self.settings.limits || new_settings.cache_dir != self.settings.cache_dir {
             warn!("the plugins section changed; its limits apply after a restart");
         }

@@ -277,7 +277,7 @@ fn check_secret(dir: &ConfigDir, config: &ServiceConfig, consensus: ConsensusKin
 /// Hold an exclusive lock on `cluster.lock` for the daemon's lifetime, so a second daemon on
 /// the same folder refuses to start. The OS releases it when the process exits, even on a
 /// crash, so a stale file never blocks a start.
-fn lock_config_dir(dir: &ConfigDir) -> anyhow::Result<File> {
+pub(crate) fn lock_config_dir(dir: &ConfigDir) -> anyhow::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = dir.lock();
     let file = std::fs::OpenOptions::new()

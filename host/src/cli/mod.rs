@@ -9,6 +9,7 @@ mod plugin_bench;
 mod plugin_test;
 mod rpc;
 mod scaffold;
+mod state;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,9 @@ enum Command {
     Health(health::HealthCommand),
     /// Call another peer's RPC as this peer (diagnostics: what does its authorizer allow us?).
     Rpc(rpc::RpcArgs),
+    /// Export, import or remove the pinset on disk (only while no daemon runs on the folder).
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Run the parsed command; the exit code says whether it succeeded.
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Peers(ctl::PeersCommand::Ls) => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Peers)),
         Command::Health(cmd) => tokio.block_on(health::run(config_dir(cli.config)?, cmd)),
         Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
+        Command::State(cmd) => state::run(config_dir(cli.config)?, cmd),
     }
 }
 

@@ -53,3 +53,20 @@ fn check_refuses_a_sha256_mismatch() {
     assert!(!ok, "{out}");
     assert!(out.contains("sha256 mismatch"), "{out}");
 }
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["plugin", "check", "builtin:basic-auth"])
+        .env("CAIRN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take()); // the reader (`| head`) is gone before the first line
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(101), "cairn panicked on a closed stdout:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -19,6 +19,15 @@ fn main() -> ExitCode {
         .log_internal_errors(false)
         .init();
     let args = cli::Cli::parse();
+    if !args.is_daemon() {
+        // Rust ignores SIGPIPE, so `println!` into a closed pipe (`cairn plugin check … | head`)
+        // panics. A one-shot command should end quietly as Unix tools do; the daemon keeps
+        // ignoring it (its writes fail and are dropped instead).
+        // SAFETY: restoring the default disposition of a signal, before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

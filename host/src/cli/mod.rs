@@ -52,6 +52,13 @@ enum Command {
     State(state::StateCommand),
 }
 
+impl Cli {
+    /// Whether this runs the long-lived peer (rather than a one-shot command).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Daemon(_))
+    }
+}
+
 /// Run the parsed command; the exit code says whether it succeeded.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

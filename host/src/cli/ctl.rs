@@ -79,23 +79,27 @@ pub(crate) async fn call_with(dir: &ConfigDir, method: &str, payload: Vec<u8>) -
         local_address(&loaded.config.cluster().listen_multiaddress.0, identity.peer_id).with_context(|| {
             format!("{}: cluster.listen_multiaddress has no TCP address to dial", dir.service().display())
         })?;
-    call_peer(dir, Keypair::generate_ed25519(), target, method, payload).await
+    let secret = cluster_secret(dir, &loaded.config.cluster().secret)?;
+    call_peer(secret, Keypair::generate_ed25519(), target, method, payload).await
+}
+
+/// The cluster secret of the config in `dir`, for dialling its swarm.
+pub(crate) fn cluster_secret(dir: &ConfigDir, secret: &str) -> anyhow::Result<Option<ClusterSecret>> {
+    ClusterSecret::parse(secret).map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))
 }
 
 /// Dial `target` (a multiaddr ending in `/p2p/<id>`) with `keypair` over the cluster swarm
-/// of the config in `dir` (its secret), and call `method` with `payload`.
+/// protected by `secret`, and call `method` with `payload`.
 pub async fn call_peer(
-    dir: &ConfigDir,
+    secret: Option<ClusterSecret>,
     keypair: Keypair,
     target: Multiaddr,
     method: &str,
     payload: Vec<u8>,
 ) -> anyhow::Result<Vec<u8>> {
-    let loaded = load_service(&dir.service(), &process_env)?;
     let mut client = SwarmConfig::new(keypair);
     client.listen_addrs = Vec::new();
-    client.secret = ClusterSecret::parse(&loaded.config.cluster().secret)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
+    client.secret = secret;
     client.handshake_timeout = Duration::from_secs(5);
     client.rpc_timeout = Duration::from_secs(10);
     let swarm = cairn_swarm::start(client, Arc::new(AllowList::default()), Arc::new(ServesNothing))

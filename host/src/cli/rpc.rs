@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use cairn_swarm::Multiaddr;
 
-use crate::cli::ctl::call_peer;
-use crate::config::{ConfigDir, Identity, process_env};
+use crate::cli::ctl::{call_peer, cluster_secret};
+use crate::config::{ConfigDir, Identity, load_service, process_env};
 
 /// `cairn rpc`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -25,7 +25,9 @@ pub struct RpcArgs {
 pub async fn run(dir: ConfigDir, args: RpcArgs) -> anyhow::Result<ExitCode> {
     let target: Multiaddr = args.peer.parse().with_context(|| format!("{:?} is not a multiaddr", args.peer))?;
     let identity = Identity::load(&dir.identity(), &process_env)?;
-    match call_peer(&dir, identity.keypair, target, &args.method, args.payload.into_bytes()).await {
+    let loaded = load_service(&dir.service(), &process_env)?;
+    let secret = cluster_secret(&dir, &loaded.config.cluster().secret)?;
+    match call_peer(secret, identity.keypair, target, &args.method, args.payload.into_bytes()).await {
         Ok(answer) => {
             println!("{}", String::from_utf8_lossy(&answer));
             Ok(ExitCode::SUCCESS)

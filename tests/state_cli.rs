@@ -224,3 +224,29 @@ fn base32(bytes: &[u8]) -> String {
     }
     out
 }
+
+#[test]
+fn import_overrides_replication_and_allocations() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &[]);
+    let file = tmp.path().join("pins.ndjson");
+    write_pins(&file, &PINS);
+    let peer = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+    let path = file.to_str().expect("utf-8");
+    let (ok, _, err) = run(&dir, &["state", "import", path, "--rmin", "-1", "--rmax", "-1", "--allocs", peer]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&dir, &["state", "export"]);
+    assert!(ok, "{err}");
+    let pins: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    assert_eq!(pins.len(), 3);
+    for pin in pins {
+        assert_eq!(pin["replication_factor_min"], -1, "{pin}");
+        assert_eq!(pin["replication_factor_max"], -1, "{pin}");
+        assert_eq!(pin["allocations"], serde_json::json!([peer]), "{pin}");
+    }
+    // Bad overrides are refused before anything is read, naming the flag.
+    let (ok, _, err) = run(&dir, &["state", "import", "--force", path, "--rmin", "3", "--rmax", "2"]);
+    assert!(!ok && err.contains("--rmin 3 is larger than --rmax 2"), "{err}");
+    let (ok, _, err) = run(&dir, &["state", "import", "--force", path, "--allocs", "not-a-peer"]);
+    assert!(!ok && err.contains("--allocs") && err.contains("not-a-peer"), "{err}");
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use cairn_state::PinStore;
+use cairn_state::{Pin, PinStore, Version};
 
 use crate::config::ConfigDir;
 
@@ -42,6 +42,15 @@ pub enum StateCommand {
         /// Replace a non-empty pinset.
         #[arg(short, long)]
         force: bool,
+        /// Set every imported pin's `replication_factor_min`.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        rmin: Option<i32>,
+        /// Set every imported pin's `replication_factor_max`.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        rmax: Option<i32>,
+        /// Set every imported pin's allocations (comma-separated peer ids), written as given.
+        #[arg(long, value_name = "PEER,...", value_delimiter = ',')]
+        allocs: Option<Vec<String>>,
     },
     /// Remove the pinset file. Asks for confirmation unless `--force`.
     Cleanup {
@@ -62,7 +71,18 @@ pub fn run(dir: ConfigDir, cmd: StateCommand) -> anyhow::Result<ExitCode> {
     let pinset = dir.0.join(PINSET_FILE);
     match cmd {
         StateCommand::Export { file } => export(&pinset, file.as_deref()),
-        StateCommand::Import { file, force } => import(&pinset, &file, force),
+        StateCommand::Import { file, force, rmin, rmax, allocs } => {
+            let overrides = Overrides { rmin, rmax, allocs };
+            overrides.check()?;
+            // Imported records carry a fresh clock and this peer as author, so the crdt engine
+            // spreads them to the other peers like any write made here.
+            let author = crate::config::Identity::load(&dir.identity(), &crate::config::process_env)
+                .context("read this peer's identity (the import's author)")?
+                .peer_id
+                .to_string();
+            let version = Version { clock: cairn_consensus::crdt::Hlc::wall(), author: author.into_bytes() };
+            import(&pinset, &file, force, &version, &overrides)
+        }
         StateCommand::Cleanup { force } => cleanup(&pinset, force),
     }
 }
@@ -100,7 +120,48 @@ fn export(pinset: &Path, file: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(pinset: &Path, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
+/// `state import` overrides applied to every pin.
+struct Overrides {
+    rmin: Option<i32>,
+    rmax: Option<i32>,
+    allocs: Option<Vec<String>>,
+}
+
+impl Overrides {
+    fn check(&self) -> anyhow::Result<()> {
+        if let (Some(min), Some(max)) = (self.rmin, self.rmax)
+            && max != -1
+            && min > max
+        {
+            bail!("--rmin {min} is larger than --rmax {max}");
+        }
+        for peer in self.allocs.iter().flatten() {
+            peer.parse::<cairn_swarm::PeerId>()
+                .map_err(|e| anyhow::anyhow!("--allocs: {peer:?} is not a peer id: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, pin: &mut Pin) {
+        if let Some(min) = self.rmin {
+            pin.options.replication_factor_min = min;
+        }
+        if let Some(max) = self.rmax {
+            pin.options.replication_factor_max = max;
+        }
+        if let Some(allocs) = &self.allocs {
+            pin.allocations = allocs.clone();
+        }
+    }
+}
+
+fn import(
+    pinset: &Path,
+    file: &Path,
+    force: bool,
+    version: &Version,
+    overrides: &Overrides,
+) -> anyhow::Result<ExitCode> {
     let input = File::open(file).with_context(|| format!("open {}", file.display()))?;
     if pinset.exists() && !force {
         let existing = PinStore::open(pinset).context("open the pinset")?.len().context("count the pinset")?;
@@ -124,7 +185,7 @@ fn import(pinset: &Path, file: &Path, force: bool) -> anyhow::Result<ExitCode> {
     let imported = {
         let store = PinStore::open(&staging).context("create the import's staging pinset")?;
         let reader = LineCounter { inner: BufReader::new(input), progress: &mut progress };
-        cairn_state::import(&store, reader)
+        cairn_state::import(&store, reader, version, |pin| overrides.apply(pin))
     };
     let imported = match imported {
         Ok(n) => n,

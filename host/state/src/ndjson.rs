@@ -5,7 +5,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::ops::ControlFlow;
 
 use crate::pin::Pin;
-use crate::store::{PinStore, StoreError};
+use crate::store::{PinStore, StoreError, Version};
 
 /// Why an export stopped.
 #[derive(Debug, thiserror::Error)]
@@ -95,12 +95,19 @@ pub fn export(store: &PinStore, out: impl Write) -> Result<u64, ExportError> {
 
 /// Reads NDJSON pins from `input` and stores them, replacing pins with the same CID. Blank lines
 /// are skipped. Every line is validated; the first bad one is reported with its 1-based line
-/// number.
+/// number. `adjust` may change each pin before it is stored (the `--rmin/--rmax/--allocs`
+/// overrides). Every pin is stored with `version` (the crdt engine merges by version, so an import
+/// meant to spread to the other peers carries a fresh clock).
 ///
 /// The import is one redb write transaction: either every pin of the input is stored or, on any
 /// error (a bad line, a truncated file, an I/O error), none is — a failed import never leaves a
 /// half-imported pinset. Memory stays bounded by one line plus redb's write buffers.
-pub fn import(store: &PinStore, input: impl BufRead) -> Result<u64, ImportError> {
+pub fn import(
+    store: &PinStore,
+    input: impl BufRead,
+    version: &Version,
+    mut adjust: impl FnMut(&mut Pin),
+) -> Result<u64, ImportError> {
     let mut lines = input.lines();
     let mut line_no = 0u64;
     // Lines are decoded lazily, inside the store's single write transaction.
@@ -116,10 +123,13 @@ pub fn import(store: &PinStore, input: impl BufRead) -> Result<u64, ImportError>
             if line.trim().is_empty() {
                 continue;
             }
-            return Some(
-                serde_json::from_str::<Pin>(&line).map_err(|source| ImportError::BadLine { line: line_no, source }),
-            );
+            let mut pin = match serde_json::from_str::<Pin>(&line) {
+                Ok(pin) => pin,
+                Err(source) => return Some(Err(ImportError::BadLine { line: line_no, source })),
+            };
+            adjust(&mut pin);
+            return Some(Ok(pin));
         }
     });
-    store.put_all(pins)
+    store.put_all(pins, version)
 }

@@ -5,7 +5,8 @@ use std::io::Cursor;
 use std::ops::ControlFlow;
 
 use cairn_state::{
-    Cid, ImportError, Pin, PinMode, PinOptions, PinStore, PinType, StoreError, Timestamp, export, import,
+    Cid, ImportError, Pin, PinMode, PinOptions, PinStore, PinType, Record, StoreError, Timestamp, Version, export,
+    import,
 };
 
 /// A distinct CIDv1 (raw codec, identity multihash of `n`): cheap to make 100 000 of.
@@ -91,9 +92,9 @@ fn newer_format_version_is_refused_naming_file_and_versions() {
         txn.commit().expect("commit");
     }
     let err = PinStore::open(&path).expect_err("must refuse version 7");
-    assert!(matches!(err, StoreError::UnsupportedVersion { found: 7, supported: 1, .. }), "{err:?}");
+    assert!(matches!(err, StoreError::UnsupportedVersion { found: 7, supported: 2, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("pinset.redb") && msg.contains('7') && msg.contains('1'), "{msg}");
+    assert!(msg.contains("pinset.redb") && msg.contains('7') && msg.contains('2'), "{msg}");
 }
 
 #[test]
@@ -113,7 +114,7 @@ fn streams_100_000_pins_in_order_without_loading_them_all() {
     const N: u64 = 100_000;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = PinStore::open(dir.path().join("pinset.redb")).expect("open");
-    let stored = store.put_all((0..N).map(|n| Ok::<_, StoreError>(sample(n)))).expect("bulk put");
+    let stored = store.put_all((0..N).map(|n| Ok::<_, StoreError>(sample(n))), &Version::default()).expect("bulk put");
     assert_eq!(stored, N);
     assert_eq!(store.len().expect("len"), N);
 
@@ -122,7 +123,8 @@ fn streams_100_000_pins_in_order_without_loading_them_all() {
     let mut last: Option<Vec<u8>> = None;
     let visited = store
         .for_each(|pin| {
-            let key = pin.cid.to_bytes();
+            let bytes = pin.cid.to_bytes();
+            let key = [&cairn_state::bucket_of(&bytes).to_be_bytes()[..], &bytes].concat();
             assert!(last.as_ref().is_none_or(|l| *l < key), "keys out of order");
             last = Some(key);
             seen += 1;
@@ -173,7 +175,7 @@ fn export_import_round_trip() {
     odd.options.pin_update = Some(cid(3));
     odd.options.expire_at = Timestamp::parse("2031-01-01T00:00:00.000000001+02:00").expect("t");
     odd.options.origins = vec!["/ip4/1.2.3.4/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".into()];
-    a.put_all((0..500).map(|n| Ok::<_, StoreError>(sample(n)))).expect("fill");
+    a.put_all((0..500).map(|n| Ok::<_, StoreError>(sample(n))), &Version::default()).expect("fill");
     a.put(&odd).expect("odd");
 
     let mut first = Vec::new();
@@ -183,7 +185,7 @@ fn export_import_round_trip() {
     assert!(text.lines().all(|l| l.starts_with(r#"{"replication_factor_min":"#)));
 
     let b = PinStore::open(dir.path().join("b.redb")).expect("open b");
-    assert_eq!(import(&b, Cursor::new(&first)).expect("import"), 500);
+    assert_eq!(import(&b, Cursor::new(&first), &Version::default(), |_| {}).expect("import"), 500);
     assert_eq!(b.len().expect("len"), 500);
     assert_eq!(b.get(&cid(5)).expect("get"), Some(odd));
     for n in [0, 1, 250, 499] {
@@ -203,7 +205,7 @@ fn bad_line_is_reported_by_number_and_nothing_is_stored() {
     let good = |n| serde_json::to_string(&sample(n)).expect("encode");
     // Line 3 is blank (skipped); line 4 has a bad CID.
     let input = format!("{}\n{}\n\n{}\n{}\n", good(1), good(2), r#"{"cid":"QmNotACid","type":"pin"}"#, good(3));
-    let err = import(&store, Cursor::new(input)).expect_err("bad line");
+    let err = import(&store, Cursor::new(input), &Version::default(), |_| {}).expect_err("bad line");
     assert!(matches!(err, ImportError::BadLine { line: 4, .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("line 4") && msg.contains("QmNotACid"), "{msg}");
@@ -214,7 +216,7 @@ fn bad_line_is_reported_by_number_and_nothing_is_stored() {
     // A truncated last line (an export cut short) is reported too.
     let line = good(7);
     let input = format!("{}\n{}", good(6), &line[..line.len() / 2]);
-    let err = import(&store, Cursor::new(input)).expect_err("truncated");
+    let err = import(&store, Cursor::new(input), &Version::default(), |_| {}).expect_err("truncated");
     assert!(matches!(err, ImportError::BadLine { line: 2, .. }), "{err:?}");
     assert_eq!(store.len().expect("len"), 1);
 }
@@ -230,7 +232,7 @@ fn imports_literal_ipfs_cluster_export() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let store = PinStore::open(dir.path().join("pinset.redb")).expect("open");
-    assert_eq!(import(&store, Cursor::new(export_text)).expect("import"), 2);
+    assert_eq!(import(&store, Cursor::new(export_text), &Version::default(), |_| {}).expect("import"), 2);
     let mut out = Vec::new();
     export(&store, &mut out).expect("export");
     // The store walks in key (CID byte) order, not input order: compare the lines as sets.
@@ -239,4 +241,94 @@ fn imports_literal_ipfs_cluster_export() {
     got.sort_unstable();
     want.sort_unstable();
     assert_eq!(got, want);
+}
+
+fn v(clock: u64, author: &str) -> Version {
+    Version { clock, author: author.as_bytes().to_vec() }
+}
+
+#[test]
+fn merge_is_last_writer_wins_with_tombstones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = PinStore::open(dir.path().join("pinset.redb")).expect("open");
+    // Pin at 10, removed at 20, an older add at 15 arrives late: stays removed.
+    let applied = store
+        .merge_all(&[
+            Record::pin(sample(1), v(10, "a")),
+            Record::tombstone(cid(1), v(20, "b")),
+            Record::pin(sample(1), v(15, "c")),
+        ])
+        .expect("merge");
+    assert_eq!(applied, vec![true, true, false]);
+    assert!(store.get(&cid(1)).expect("get").is_none());
+    assert_eq!(store.len().expect("len"), 0);
+    assert_eq!(store.get_record(&cid(1)).expect("record").expect("tombstone").version, v(20, "b"));
+    // A re-add after the removal wins, on any peer (IPFS Cluster's v1.1.2 bug).
+    assert_eq!(store.merge_all(&[Record::pin(sample(1), v(21, "a"))]).expect("merge"), vec![true]);
+    assert_eq!(store.get(&cid(1)).expect("get"), Some(sample(1)));
+    assert_eq!(store.len().expect("len"), 1);
+    // Equal clocks are ordered by author; an identical version is not re-applied.
+    assert_eq!(store.merge_all(&[Record::tombstone(cid(1), v(21, "a"))]).expect("merge"), vec![false]);
+    assert_eq!(store.merge_all(&[Record::tombstone(cid(1), v(21, "b"))]).expect("merge"), vec![true]);
+    assert_eq!(store.len().expect("len"), 0);
+    assert_eq!(store.max_clock().expect("clock"), 21);
+    // Tombstones are not pins: not listed, not exported.
+    assert_eq!(store.for_each(|_| ControlFlow::Continue(())).expect("walk"), 0);
+    assert!(store.page(None, 10).expect("page").pins.is_empty());
+}
+
+#[test]
+fn fingerprints_match_exactly_when_records_match() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = PinStore::open(dir.path().join("a.redb")).expect("open a");
+    let b = PinStore::open(dir.path().join("b.redb")).expect("open b");
+    let records: Vec<Record> = (0..2_000).map(|n| Record::pin(sample(n), v(n + 1, "x"))).collect();
+    a.merge_all(&records).expect("a");
+    // Another order, in several transactions, with a detour through an older version.
+    b.merge_all(&[Record::pin(sample(7), v(1, "old"))]).expect("b old");
+    for chunk in records.rchunks(300) {
+        b.merge_all(chunk).expect("b");
+    }
+    assert_eq!(a.fingerprints().expect("fp a"), b.fingerprints().expect("fp b"));
+
+    // One differing record changes exactly one bucket.
+    b.merge_all(&[Record::tombstone(cid(42), v(10_000, "y"))]).expect("tombstone");
+    let (fa, fb) = (a.fingerprints().expect("fp a"), b.fingerprints().expect("fp b"));
+    let differing: Vec<usize> = (0..fa.len()).filter(|&i| fa[i] != fb[i]).collect();
+    assert_eq!(differing, vec![usize::from(cairn_state::bucket_of(&cid(42).to_bytes()))]);
+
+    // Removing every record empties every bucket.
+    for n in 0..2_000 {
+        a.remove(&cid(n)).expect("remove");
+    }
+    assert!(a.fingerprints().expect("fp").iter().all(|fp| *fp == [0; 16]));
+    assert_eq!(a.len().expect("len"), 0);
+}
+
+#[test]
+fn bucket_records_cover_a_range_in_pages_with_tombstones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = PinStore::open(dir.path().join("pinset.redb")).expect("open");
+    let mut records: Vec<Record> = (0..5_000).map(|n| Record::pin(sample(n), v(1, "a"))).collect();
+    records.push(Record::tombstone(cid(99_999), v(2, "a")));
+    store.merge_all(&records).expect("merge");
+    let in_range = |r: &Record| (100..=2_000).contains(&cairn_state::bucket_of(&r.cid.to_bytes()));
+    let expected = records.iter().filter(|r| in_range(r)).count();
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store.bucket_records(100, 2_000, after.as_ref(), 333).expect("page");
+        assert!(page.records.len() <= 333);
+        assert!(page.records.iter().all(in_range));
+        seen.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected);
+    // The whole key space, tombstone included.
+    let all = store.bucket_records(0, u16::MAX, None, 10_000).expect("all");
+    assert_eq!(all.records.len(), 5_001);
+    assert!(all.records.iter().any(|r| r.pin.is_none()));
 }

@@ -23,6 +23,9 @@ mod secret;
 pub use error::{SecretError, SwarmError};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};
-pub use node::{IDENTIFY_PROTOCOL, NetworkEvent, SwarmConfig, SwarmHandle, SwarmStats, start};
+pub use node::{
+    IDENTIFY_PROTOCOL, MAX_PUBSUB_MESSAGE, MAX_RPC_REQUEST, MAX_RPC_RESPONSE, NetworkEvent, SwarmConfig, SwarmHandle,
+    SwarmStats, start,
+};
 pub use rpc::{AllowList, RPC_PROTOCOL, RpcAuthorizer, RpcHandler, RpcRequest, RpcResponse};
 pub use secret::ClusterSecret;

@@ -378,6 +378,13 @@ pub async fn start(
     Ok(SwarmHandle { local_peer_id, commands: cmd_tx, events, counters, handler })
 }
 
+/// Largest pubsub message (a consensus delta batch).
+pub const MAX_PUBSUB_MESSAGE: usize = 2 * 1024 * 1024;
+/// Largest RPC request.
+pub const MAX_RPC_REQUEST: u64 = 4 * 1024 * 1024;
+/// Largest RPC answer (a page of pinset records during a sync).
+pub const MAX_RPC_RESPONSE: u64 = 32 * 1024 * 1024;
+
 fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let build_err = |e: &dyn std::fmt::Display| SwarmError::Build(e.to_string());
     let psk = config.secret.map(|s| s.psk());
@@ -386,6 +393,8 @@ fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
         // Strict: every message must be signed by its author, as Go's StrictSign default.
         .validation_mode(ValidationMode::Strict)
         .message_id_fn(go_message_id)
+        // Consensus deltas batch thousands of pins; the 64 KiB default would split them finely.
+        .max_transmit_size(MAX_PUBSUB_MESSAGE)
         .build()
         .map_err(|e| build_err(&e))?;
     let rpc_config = request_response::Config::default().with_request_timeout(config.rpc_timeout);
@@ -424,7 +433,13 @@ fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
                 identify: identify::Behaviour::new(identify_config),
                 ping: ping::Behaviour::default(),
                 gossipsub: gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?,
-                rpc: request_response::cbor::Behaviour::new([(RPC_PROTOCOL, ProtocolSupport::Full)], rpc_config),
+                rpc: request_response::cbor::Behaviour::with_codec(
+                    request_response::cbor::codec::Codec::default()
+                        .set_request_size_maximum(MAX_RPC_REQUEST)
+                        .set_response_size_maximum(MAX_RPC_RESPONSE),
+                    [(RPC_PROTOCOL, ProtocolSupport::Full)],
+                    rpc_config,
+                ),
                 mdns: Toggle::from(mdns),
             })
         })

@@ -16,7 +16,8 @@ pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/cairn/rpc/0.1.0")
 pub struct RpcRequest {
     /// Method name, IPFS Cluster style (`Cluster.ID`, `PinTracker.Status`, ...).
     pub method: String,
-    /// Encoded arguments.
+    /// Encoded arguments (a CBOR byte string, not an array of small integers).
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
@@ -25,7 +26,7 @@ pub struct RpcRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RpcResponse {
     /// The handler's encoded result.
-    Ok(Vec<u8>),
+    Ok(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The authorizer refused the call; the reason is shown to the caller.
     Denied(String),
     /// The handler returned an error.

@@ -4,8 +4,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use cairn_consensus::Consensus;
 use cairn_policy::types::{PeerAction, PeerDecision, PeerRequest};
 use cairn_policy::{AuthorizerPlugin, PluginSlot};
+use cairn_state::{Cid, Pin, Timestamp};
 use cairn_swarm::{PeerId, RpcAuthorizer, RpcHandler, SwarmHandle};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -20,12 +22,19 @@ pub fn peer_action(method: &str) -> PeerAction {
     match method {
         "Cluster.ID" => PeerAction::Id,
         "Cluster.Version" => PeerAction::Version,
-        "Consensus.LogPin" | "Consensus.LogUnpin" | "Consensus.AddPeer" | "Consensus.RmPeer" => PeerAction::PinsetWrite,
+        "Consensus.LogPin" | "Consensus.LogUnpin" | "Consensus.AddPeer" | "Consensus.RmPeer" | "Cluster.Pin"
+        | "Cluster.Unpin" => PeerAction::PinsetWrite,
+        m if m.starts_with("Raft.") => PeerAction::PinsetWrite,
         "PinTracker.Status"
         | "PinTracker.StatusAll"
         | "PinTracker.Recover"
         | "Cluster.RecoverLocal"
-        | "Cluster.RecoverAllLocal" => PeerAction::StatusSync,
+        | "Cluster.RecoverAllLocal"
+        | "Cluster.PinGet"
+        | "Cluster.Pins"
+        | "Cluster.PinsetFingerprints"
+        | "Crdt.Fingerprints"
+        | "Crdt.Records" => PeerAction::StatusSync,
         "IPFSConnector.BlockStream" => PeerAction::AddContent,
         other => PeerAction::Other(other.to_string()),
     }
@@ -46,6 +55,37 @@ impl RpcAuthorizer for PluginRpcAuthorizer {
             }
         })
     }
+}
+
+/// IPFS Cluster's error for a CID that is not in the pinset (its API maps this text to 404).
+pub const NOT_IN_PINSET: &str = "pin is not part of the pinset";
+
+/// `Cluster.Pins` arguments.
+#[derive(Debug, Deserialize, Serialize, Default)]
+pub struct PinsPage {
+    /// Continue after this CID.
+    pub after: Option<String>,
+    /// Page size (capped by the store).
+    pub limit: Option<usize>,
+}
+
+/// `{"cid": "..."}`, the argument of the single-CID methods.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct CidArg {
+    /// The CID.
+    pub cid: String,
+}
+
+fn cid_arg(method: &str, payload: &[u8]) -> Result<Cid, String> {
+    let arg: CidArg = serde_json::from_slice(payload).map_err(|e| format!("{method}: {e}"))?;
+    Cid::parse(&arg.cid).map_err(|e| format!("{method}: {e}"))
+}
+
+/// Runs a store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, cairn_state::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| format!("store task failed: {e}"))?.map_err(|e| e.to_string())
 }
 
 /// IPFS Cluster's `ID` object (the fields this peer can fill so far).
@@ -74,12 +114,14 @@ pub struct ClusterRpc {
     swarm: OnceLock<SwarmHandle>,
     /// Set once the monitor is up; `PeerMonitor.*` and `Cluster.Alerts` answer from it.
     monitor: OnceLock<crate::monitor::Monitor>,
+    /// Set once consensus is up; the pinset methods and the engine's own RPCs go to it.
+    consensus: OnceLock<Arc<dyn Consensus>>,
 }
 
 impl ClusterRpc {
     /// A handler for a peer called `peername`.
     pub fn new(peername: String) -> Self {
-        ClusterRpc { peername, swarm: OnceLock::new(), monitor: OnceLock::new() }
+        ClusterRpc { peername, swarm: OnceLock::new(), monitor: OnceLock::new(), consensus: OnceLock::new() }
     }
 
     /// Attach the running swarm.
@@ -90,6 +132,56 @@ impl ClusterRpc {
     /// Attach the running peer monitor.
     pub fn attach_monitor(&self, monitor: crate::monitor::Monitor) {
         let _ = self.monitor.set(monitor);
+    }
+
+    /// Attach the running consensus engine.
+    pub fn attach_consensus(&self, consensus: Arc<dyn Consensus>) {
+        let _ = self.consensus.set(consensus);
+    }
+
+    fn consensus(&self) -> Result<&Arc<dyn Consensus>, String> {
+        self.consensus.get().ok_or_else(|| "consensus is not running yet".to_string())
+    }
+
+    /// `Cluster.Pin`: commits a pin (its timestamp set now when unset) and returns it.
+    async fn pin(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let mut pin: Pin = serde_json::from_slice(payload).map_err(|e| format!("Cluster.Pin: not a pin: {e}"))?;
+        if pin.timestamp.is_unset() {
+            pin.timestamp = Timestamp::now();
+        }
+        self.consensus()?.commit_pin(pin.clone()).await.map_err(|e| e.to_string())?;
+        serde_json::to_vec(&pin).map_err(|e| e.to_string())
+    }
+
+    /// `Cluster.Unpin`: removes a pin from the pinset; an unknown CID is IPFS Cluster's error.
+    async fn unpin(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let cid = cid_arg("Cluster.Unpin", payload)?;
+        let consensus = self.consensus()?;
+        let store = consensus.state().clone();
+        let existing = blocking(move || store.get(&cid).map(|p| (cid, p))).await?;
+        let (cid, Some(pin)) = existing else { return Err(NOT_IN_PINSET.to_string()) };
+        consensus.commit_unpin(cid).await.map_err(|e| e.to_string())?;
+        serde_json::to_vec(&pin).map_err(|e| e.to_string())
+    }
+
+    /// `Cluster.PinGet`: one pin of the pinset.
+    async fn pin_get(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let cid = cid_arg("Cluster.PinGet", payload)?;
+        let store = self.consensus()?.state().clone();
+        match blocking(move || store.get(&cid)).await? {
+            Some(pin) => serde_json::to_vec(&pin).map_err(|e| e.to_string()),
+            None => Err(NOT_IN_PINSET.to_string()),
+        }
+    }
+
+    /// `Cluster.Pins`: one page of the pinset (`{"after": cid?, "limit": n}`).
+    async fn pins(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let req: PinsPage = serde_json::from_slice(payload).map_err(|e| format!("Cluster.Pins: {e}"))?;
+        let after = req.after.as_deref().map(Cid::parse).transpose().map_err(|e| e.to_string())?;
+        let store = self.consensus()?.state().clone();
+        let page = blocking(move || store.page(after.as_ref(), req.limit.unwrap_or(1_000))).await?;
+        let answer = serde_json::json!({"pins": page.pins, "next": page.next.map(|c| c.to_string())});
+        serde_json::to_vec(&answer).map_err(|e| e.to_string())
     }
 
     /// This peer's `ID`. Its `cluster_peers` is the peerset as IPFS Cluster's crdt mode
@@ -128,6 +220,19 @@ impl RpcHandler for ClusterRpc {
             let json = match method {
                 "Cluster.ID" => serde_json::to_vec(&self.id(Some(peer)).await?),
                 "Cluster.Version" => serde_json::to_vec(&Version { version: VERSION.to_string() }),
+                "Cluster.Pin" => return self.pin(&payload).await,
+                "Cluster.Unpin" => return self.unpin(&payload).await,
+                "Cluster.PinGet" => return self.pin_get(&payload).await,
+                "Cluster.Pins" => return self.pins(&payload).await,
+                "Cluster.PinsetFingerprints" => {
+                    // The pinset's bucket fingerprints, whatever the engine: equal answers from
+                    // two peers mean identical pinsets (benchmarks and tests compare them).
+                    let store = self.consensus()?.state().clone();
+                    return blocking(move || store.fingerprints()).await.map(|fps| fps.concat());
+                }
+                other if self.consensus.get().is_some_and(|c| c.rpc_methods().contains(&other)) => {
+                    return self.consensus()?.handle_rpc(peer.to_string(), other.to_string(), payload).await;
+                }
                 other if crate::monitor::RPC_METHODS.contains(&other) => {
                     let monitor = self.monitor.get().ok_or("the peer monitor is not running yet")?;
                     return monitor

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
+use cairn_consensus::Consensus;
 use cairn_swarm::{ClusterSecret, Multiaddr, SwarmConfig, SwarmHandle};
 
 use crate::cluster::{ClusterRpc, PluginRpcAuthorizer, VERSION};
@@ -117,6 +118,9 @@ struct Peer {
     policies: Policies,
     swarm: SwarmHandle,
     monitor: crate::monitor::Monitor,
+    consensus: Arc<dyn Consensus>,
+    /// Feeds the consensus topics' messages to the engine.
+    broadcasts: tokio::task::JoinHandle<()>,
     /// The Prometheus endpoint's task, when `observations.metrics.enable_stats` is on.
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
@@ -140,18 +144,26 @@ impl Peer {
         let rpc = Arc::new(ClusterRpc::new(config.cluster().peername.clone()));
         let swarm = cairn_swarm::start(
             swarm_config(dir, config, identity, args)?,
-            Arc::new(PluginRpcAuthorizer(peer_authorizer)),
+            Arc::new(PluginRpcAuthorizer(peer_authorizer.clone())),
             rpc.clone(),
         )
         .await
         .context("start the cluster swarm")?;
         rpc.attach(swarm.clone());
+        let consensus: Arc<dyn Consensus> = match (&config.consensus.crdt, &config.consensus.raft) {
+            (Some(crdt), _) => crate::consensus::start_crdt(dir, crdt, &swarm, peer_authorizer.clone())?,
+            (None, Some(_)) => bail!("consensus.raft: the raft engine is not wired into the daemon yet; use crdt"),
+            (None, None) => bail!("{}: no consensus section", dir.service().display()),
+        };
+        let broadcasts = crate::consensus::pump_broadcasts(&swarm, consensus.clone()).await?;
+        consensus.ready().await.context("consensus is not ready")?;
+        rpc.attach_consensus(consensus.clone());
         let monitor = crate::monitor::Monitor::start(swarm.clone(), config)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
         rpc.attach_monitor(monitor.clone());
         let metrics = start_metrics(dir, config, &swarm, &policies).await?;
-        Ok(Peer { policies, swarm, monitor, metrics })
+        Ok(Peer { policies, swarm, monitor, consensus, broadcasts, metrics })
     }
 
     async fn stop(self) {
@@ -159,6 +171,12 @@ impl Peer {
             metrics.abort();
         }
         self.monitor.stop();
+        // Pending consensus work (queued writes, a pending batch) is flushed while the swarm
+        // can still broadcast it.
+        if let Err(e) = self.consensus.shutdown().await {
+            warn!("consensus shutdown: {e}");
+        }
+        self.broadcasts.abort();
         if let Err(e) = self.swarm.shutdown().await {
             warn!("swarm shutdown: {e}");
         }

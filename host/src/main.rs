@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod config;
+mod consensus;
 mod daemon;
 mod metrics;
 mod monitor;

@@ -58,7 +58,7 @@ pub async fn run(dir: ConfigDir, ask: Ask) -> anyhow::Result<ExitCode> {
 }
 
 /// Refuses every call: the throwaway client serves nothing.
-struct ServesNothing;
+pub(crate) struct ServesNothing;
 
 impl RpcHandler for ServesNothing {
     fn handle<'a>(&'a self, _: PeerId, method: &'a str, _: Vec<u8>) -> BoxFuture<'a, Result<Vec<u8>, String>> {

@@ -1,5 +1,6 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
+mod bench;
 mod cases;
 pub(crate) mod ctl;
 mod health;
@@ -50,6 +51,9 @@ enum Command {
     /// Export, import or remove the pinset on disk (only while no daemon runs on the folder).
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Benchmarks that drive a local multi-process cluster.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 impl Cli {
@@ -72,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Health(cmd) => tokio.block_on(health::run(config_dir(cli.config)?, cmd)),
         Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
         Command::State(cmd) => state::run(config_dir(cli.config)?, cmd),
+        Command::Bench(bench::BenchCommand::Consensus(args)) => tokio.block_on(bench::consensus(args)),
     }
 }
 

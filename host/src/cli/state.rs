@@ -15,7 +15,7 @@ use cairn_state::{Pin, PinStore, Version};
 use crate::config::ConfigDir;
 
 /// The pinset's file name inside the config folder.
-const PINSET_FILE: &str = "pinset.redb";
+use crate::consensus::PINSET_FILE;
 
 /// Plain (non-terminal) progress is one line per this many pins: enough to show a long run is
 /// alive without flooding a log.

@@ -276,6 +276,9 @@ pub struct CrdtConfig {
     /// Cairn: the peer authorizer (default `builtin:trusted-peers` fed `trusted_peers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_authorizer_plugin: Option<PluginRef>,
+    /// Cairn: how often to reconcile the pinset with trusted peers (default 5s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_interval: Option<GoDuration>,
 }
 
 fn is_default_rebroadcast(d: &GoDuration) -> bool {
@@ -299,6 +302,7 @@ impl Default for CrdtConfig {
             peerset_metric: "ping".into(),
             datastore_namespace: "/c".into(),
             peer_authorizer_plugin: None,
+            sync_interval: None,
         }
     }
 }

@@ -478,10 +478,7 @@ impl PinStore {
     ) -> Result<RecordPage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE_SIZE);
         let mut records = Vec::with_capacity(limit.min(1024));
-        let start = match after {
-            Some(cid) => Some(cid.clone()),
-            None => None,
-        };
+        let start = after.cloned();
         let lower_bucket = first.to_be_bytes();
         let more = self.scan_from(
             start.as_ref().map(|c| key_of(&c.to_bytes())).unwrap_or_else(|| lower_bucket.to_vec()),

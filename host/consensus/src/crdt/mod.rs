@@ -53,6 +53,9 @@ const REMOTE_QUEUE: usize = 256;
 /// at once instead of waiting for deltas in flight.
 const FAR_BEHIND_BUCKETS: usize = BUCKETS / 8;
 
+/// How long a peer whose reconciliation failed is left alone.
+const FAILED_PEER_BACKOFF: Duration = Duration::from_secs(10);
+
 /// The pubsub topic of a cluster's deltas (versioned, so a future format gets a new topic).
 pub fn topic_for(cluster_name: &str) -> String {
     format!("/cairn/crdt/1/{cluster_name}")
@@ -123,7 +126,7 @@ pub struct CrdtStats {
 }
 
 enum Op {
-    Local { record: Record, done: oneshot::Sender<Result<(), ConsensusError>> },
+    Local { record: Box<Record>, done: oneshot::Sender<Result<(), ConsensusError>> },
     Remote { records: Vec<Record>, synced: bool, done: Option<oneshot::Sender<()>> },
 }
 
@@ -196,7 +199,7 @@ impl CrdtConsensus {
 
     async fn commit(&self, record: Record) -> Result<(), ConsensusError> {
         let (done, wait) = oneshot::channel();
-        self.inner.ops.try_send(Op::Local { record, done }).map_err(|e| match e {
+        self.inner.ops.try_send(Op::Local { record: Box::new(record), done }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => {
                 ConsensusError::QueueFull { max: self.inner.settings.max_queue_size as u64 }
             }
@@ -456,7 +459,7 @@ async fn apply_group(inner: &Arc<Inner>, group: Vec<Op>) -> Vec<Record> {
                     Op::Local { record, done } => {
                         inner.stats.local_writes.fetch_add(1, Ordering::Relaxed);
                         let _ = done.send(Ok(()));
-                        written.push(record);
+                        written.push(*record);
                     }
                     Op::Remote { synced, done, .. } => {
                         let n = applied.iter().filter(|a| **a).count() as u64;
@@ -504,15 +507,20 @@ async fn sync_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut last_round = Instant::now();
     let mut last_repair = Instant::now();
     let mut rotation = 0usize;
+    // Peers whose last round failed (down, or not a cluster peer at all, like a client that
+    // serves no RPC) are skipped for a while instead of being retried every tick.
+    let mut failing: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => return,
         }
         let connected = inner.network.connected_peers().await;
+        // A peer that disconnected is forgotten here too: when it comes back it is fresh.
+        failing.retain(|peer, until| *until > Instant::now() && connected.contains(peer));
         let mut trusted = Vec::new();
         for peer in &connected {
-            if *peer != inner.local && inner.auth.may_write(peer).await {
+            if *peer != inner.local && !failing.contains_key(peer) && inner.auth.may_write(peer).await {
                 trusted.push(peer.clone());
             }
         }
@@ -543,7 +551,10 @@ async fn sync_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                         tracing::info!(%peer, records = n, "anti-entropy applied records");
                     }
                 }
-                Err(e) => tracing::debug!(%peer, "anti-entropy round failed: {e}"),
+                Err(e) => {
+                    tracing::debug!(%peer, "anti-entropy round failed: {e}");
+                    failing.insert(peer.clone(), Instant::now() + FAILED_PEER_BACKOFF);
+                }
             }
             if *stop.borrow() {
                 return;

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use cairn_consensus::Consensus;
 use cairn_policy::types::{PeerAction, PeerDecision, PeerRequest};
 use cairn_policy::{AuthorizerPlugin, PluginSlot};
-use cairn_state::{Cid, Pin, Timestamp};
+use cairn_state::{Cid, Pin, PinMode, Timestamp};
 use cairn_swarm::{PeerId, RpcAuthorizer, RpcHandler, SwarmHandle};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -116,12 +116,20 @@ pub struct ClusterRpc {
     monitor: OnceLock<crate::monitor::Monitor>,
     /// Set once consensus is up; the pinset methods and the engine's own RPCs go to it.
     consensus: OnceLock<Arc<dyn Consensus>>,
+    /// Set once the monitor is up: chooses the peers of new pins.
+    allocator: OnceLock<crate::allocate::Allocator>,
 }
 
 impl ClusterRpc {
     /// A handler for a peer called `peername`.
     pub fn new(peername: String) -> Self {
-        ClusterRpc { peername, swarm: OnceLock::new(), monitor: OnceLock::new(), consensus: OnceLock::new() }
+        ClusterRpc {
+            peername,
+            swarm: OnceLock::new(),
+            monitor: OnceLock::new(),
+            consensus: OnceLock::new(),
+            allocator: OnceLock::new(),
+        }
     }
 
     /// Attach the running swarm.
@@ -139,18 +147,66 @@ impl ClusterRpc {
         let _ = self.consensus.set(consensus);
     }
 
+    /// Attach the allocator.
+    pub fn attach_allocator(&self, allocator: crate::allocate::Allocator) {
+        let _ = self.allocator.set(allocator);
+    }
+
     fn consensus(&self) -> Result<&Arc<dyn Consensus>, String> {
         self.consensus.get().ok_or_else(|| "consensus is not running yet".to_string())
     }
 
-    /// `Cluster.Pin`: commits a pin (its timestamp set now when unset) and returns it.
-    async fn pin(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
-        let mut pin: Pin = serde_json::from_slice(payload).map_err(|e| format!("Cluster.Pin: not a pin: {e}"))?;
-        if pin.timestamp.is_unset() {
-            pin.timestamp = Timestamp::now();
-        }
-        self.consensus()?.commit_pin(pin.clone()).await.map_err(|e| e.to_string())?;
+    /// `Cluster.Pin`: commits a pin and returns it as stored.
+    async fn pin_rpc(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let pin: Pin = serde_json::from_slice(payload).map_err(|e| format!("Cluster.Pin: not a pin: {e}"))?;
+        let pin = self.pin(pin).await?;
         serde_json::to_vec(&pin).map_err(|e| e.to_string())
+    }
+
+    /// IPFS Cluster's `Cluster.Pin`: normalize and check the options, inherit the options and
+    /// allocations of a `pin_update` source, allocate (unless the pin carries allocations
+    /// already, as an add presets them), stamp the time, commit.
+    pub async fn pin(&self, mut pin: Pin) -> Result<Pin, String> {
+        let consensus = self.consensus()?;
+        if let Some(from) = pin.options.pin_update.clone() {
+            let store = consensus.state().clone();
+            let source = blocking(move || store.get(&from)).await?;
+            let source = source.ok_or_else(|| format!("pin_update: the source pin is not part of the pinset"))?;
+            // The update takes the old pin's options and allocations unless it sets its own.
+            if pin.allocations.is_empty() {
+                pin.allocations = source.allocations.clone();
+            }
+            if pin.options.replication_factor_min == 0 && pin.options.replication_factor_max == 0 {
+                pin.options.replication_factor_min = source.options.replication_factor_min;
+                pin.options.replication_factor_max = source.options.replication_factor_max;
+            }
+        }
+        let existing = {
+            let store = consensus.state().clone();
+            let cid = pin.cid.clone();
+            blocking(move || store.get(&cid)).await?
+        };
+        if let Some(existing) = &existing {
+            if existing.pin_type != pin.pin_type {
+                return Err(format!(
+                    "cannot re-pin {} with another pin type ({:?} → {:?})",
+                    pin.cid, existing.pin_type, pin.pin_type
+                ));
+            }
+            if existing.mode() == PinMode::Recursive && pin.mode() == PinMode::Direct {
+                return Err(format!("cannot re-pin {} directly: it is already pinned recursively", pin.cid));
+            }
+        }
+        if let Some(allocator) = self.allocator.get() {
+            crate::allocate::normalize(&mut pin, &allocator.settings)?;
+            if pin.allocations.is_empty() {
+                let current = existing.as_ref().map(|p| p.allocations.clone()).unwrap_or_default();
+                pin.allocations = allocator.allocate(&pin, &current, &[]).await?;
+            }
+        }
+        pin.timestamp = Timestamp::now();
+        consensus.commit_pin(pin.clone()).await.map_err(|e| e.to_string())?;
+        Ok(pin)
     }
 
     /// `Cluster.Unpin`: removes a pin from the pinset; an unknown CID is IPFS Cluster's error.
@@ -220,7 +276,7 @@ impl RpcHandler for ClusterRpc {
             let json = match method {
                 "Cluster.ID" => serde_json::to_vec(&self.id(Some(peer)).await?),
                 "Cluster.Version" => serde_json::to_vec(&Version { version: VERSION.to_string() }),
-                "Cluster.Pin" => return self.pin(&payload).await,
+                "Cluster.Pin" => return self.pin_rpc(&payload).await,
                 "Cluster.Unpin" => return self.unpin(&payload).await,
                 "Cluster.PinGet" => return self.pin_get(&payload).await,
                 "Cluster.Pins" => return self.pins(&payload).await,

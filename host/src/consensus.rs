@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::config::{ConfigDir, CrdtConfig};
+use crate::config::{ConfigDir, CrdtConfig, RaftConfig};
 
 /// The pinset's file name inside the config folder.
 pub const PINSET_FILE: &str = "pinset.redb";
@@ -83,6 +83,39 @@ pub fn start_crdt(
     let auth = PluginWriteAuthorizer { slot: authorizer, local: swarm.local_peer_id().to_string() };
     let engine = CrdtConsensus::start(settings, store, Arc::new(SwarmNetwork(swarm.clone())), Arc::new(auth))
         .context("start the crdt consensus")?;
+    Ok(Arc::new(engine))
+}
+
+/// Opens the pinset and starts the raft engine; `secret_present` is whether the swarm runs
+/// a private network (raft refuses to run without one).
+pub async fn start_raft(
+    dir: &ConfigDir,
+    config: &RaftConfig,
+    swarm: &SwarmHandle,
+    secret_present: bool,
+) -> anyhow::Result<Arc<cairn_raft::RaftConsensus>> {
+    let store = Arc::new(open_pinset(dir)?);
+    let settings = cairn_raft::RaftSettings {
+        init_peerset: config.init_peerset.clone(),
+        wait_for_leader_timeout: config.wait_for_leader_timeout.0,
+        network_timeout: config.network_timeout.0,
+        commit_retries: config.commit_retries,
+        commit_retry_delay: config.commit_retry_delay.0,
+        heartbeat_timeout: config.heartbeat_timeout.0,
+        election_timeout: config.election_timeout.0,
+        commit_timeout: config.commit_timeout.0,
+        max_append_entries: u64::from(config.max_append_entries),
+        trailing_logs: config.trailing_logs,
+        snapshot_interval: config.snapshot_interval.0,
+        snapshot_threshold: config.snapshot_threshold,
+        leader_lease_timeout: config.leader_lease_timeout.0,
+        // Relative to the config folder, as IPFS Cluster's `<config dir>/raft`.
+        data_folder: Some(dir.0.join(config.data_folder.as_deref().unwrap_or("raft"))),
+        secret_present,
+    };
+    let engine = cairn_raft::RaftConsensus::start(settings, store, Arc::new(SwarmNetwork(swarm.clone())))
+        .await
+        .context("start the raft consensus")?;
     Ok(Arc::new(engine))
 }
 

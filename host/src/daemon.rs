@@ -152,16 +152,29 @@ impl Peer {
         rpc.attach(swarm.clone());
         let consensus: Arc<dyn Consensus> = match (&config.consensus.crdt, &config.consensus.raft) {
             (Some(crdt), _) => crate::consensus::start_crdt(dir, crdt, &swarm, peer_authorizer.clone())?,
-            (None, Some(_)) => bail!("consensus.raft: the raft engine is not wired into the daemon yet; use crdt"),
+            (None, Some(raft)) => {
+                crate::consensus::start_raft(dir, raft, &swarm, config.secret_bytes().is_some()).await?
+            }
             (None, None) => bail!("{}: no consensus section", dir.service().display()),
         };
         let broadcasts = crate::consensus::pump_broadcasts(&swarm, consensus.clone()).await?;
-        consensus.ready().await.context("consensus is not ready")?;
+        {
+            // Raft may need the other peers to elect a leader; the peer serves (commits wait
+            // or fail with a clear error) meanwhile, and says when consensus is ready.
+            let consensus = consensus.clone();
+            tokio::spawn(async move {
+                match consensus.ready().await {
+                    Ok(()) => info!("consensus ready"),
+                    Err(e) => warn!("consensus not ready yet: {e}"),
+                }
+            });
+        }
         rpc.attach_consensus(consensus.clone());
         let monitor = crate::monitor::Monitor::start(swarm.clone(), config)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
         rpc.attach_monitor(monitor.clone());
+        rpc.attach_allocator(allocator(config, &policies, &monitor, swarm.local_peer_id().to_string())?);
         let metrics = start_metrics(dir, config, &swarm, &policies).await?;
         Ok(Peer { policies, swarm, monitor, consensus, broadcasts, metrics })
     }
@@ -182,6 +195,57 @@ impl Peer {
         }
         self.policies.stop();
     }
+}
+
+/// The allocator: the allocator plugin with the monitor's metrics and the cluster's
+/// replication defaults.
+fn allocator(
+    config: &ServiceConfig,
+    policies: &Policies,
+    monitor: &crate::monitor::Monitor,
+    local: String,
+) -> anyhow::Result<crate::allocate::Allocator> {
+    let plugin = policies
+        .slots
+        .values()
+        .find_map(|slot| match slot {
+            Slot::Allocator(s) => Some(s.clone()),
+            _ => None,
+        })
+        .context("service.json: no allocator decision point")?;
+    let cluster = config.cluster();
+    let allocate_by = match &config.allocator.balanced {
+        Some(b) if !b.allocate_by.is_empty() => b.allocate_by.clone(),
+        Some(_) => crate::config::default_allocate_by(),
+        // IPFS Cluster's legacy behaviour for a missing allocator section (§10.13).
+        None => vec!["freespace".to_string()],
+    };
+    let trusted_only = match (cluster.pin_only_on_trusted_peers, cluster.pin_only_on_untrusted_peers) {
+        (true, _) => Some(true),
+        (false, true) => Some(false),
+        (false, false) => None,
+    };
+    // IPFS Cluster's IsTrustedPeer for the pin_only_on_* filters: crdt's trusted_peers ("*"
+    // trusts all), and every peer in raft.
+    let trusted_peers: Option<Vec<String>> = match &config.consensus.crdt {
+        Some(crdt) => Some(crdt.trusted_peers.clone().unwrap_or_default()),
+        None => None,
+    };
+    let trusted: crate::allocate::TrustCheck = Arc::new(move |peer: &str| match &trusted_peers {
+        Some(list) => peer == local || list.iter().any(|t| t == "*" || t == peer),
+        None => true,
+    });
+    Ok(crate::allocate::Allocator {
+        plugin,
+        monitor: monitor.clone(),
+        settings: crate::allocate::AllocationSettings {
+            replication_factor_min: cluster.replication_factor_min,
+            replication_factor_max: cluster.replication_factor_max,
+            allocate_by,
+            trusted_only,
+        },
+        trusted,
+    })
 }
 
 /// Serve `/metrics` when `observations.metrics.enable_stats` is on.

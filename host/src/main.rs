@@ -1,5 +1,6 @@
 //! `cairn`: an IPFS Cluster peer whose policy decisions are sandboxed WebAssembly plugins.
 
+mod allocate;
 mod cli;
 mod cluster;
 mod config;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use cairn_state::{Cid, Pin, PinStore, StoreError};
 use futures::future::BoxFuture;
+use tokio::sync::broadcast;
 
 pub mod crdt;
 
@@ -47,6 +48,19 @@ pub enum ConsensusError {
     ShuttingDown,
 }
 
+/// A change the engine applied to the pinset, in apply order per CID.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PinChange {
+    /// The pinset has this pin (new, or an update of its CID).
+    Pinned(Pin),
+    /// The CID left the pinset.
+    Unpinned(Cid),
+}
+
+/// How many changes may wait for a slow subscriber before it lags (and must resync from
+/// [`Consensus::state`]).
+pub const CHANGE_BUFFER: usize = 65_536;
+
 /// How the engines reach other peers. The daemon implements it on the swarm (request/response
 /// RPC and gossipsub); tests implement it on channels.
 pub trait PeerNetwork: Send + Sync + 'static {
@@ -83,6 +97,11 @@ pub trait Consensus: Send + Sync + 'static {
     fn handle_rpc(&self, peer: String, method: String, payload: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
     /// The RPC methods [`handle_rpc`](Self::handle_rpc) serves, for routing.
     fn rpc_methods(&self) -> &'static [&'static str];
+    /// Changes applied to the pinset from now on (local commits and other peers' updates).
+    /// A receiver that lags has missed changes and should re-read the whole state.
+    fn changes(&self) -> broadcast::Receiver<PinChange> {
+        broadcast::channel(1).1
+    }
     /// The pubsub topics whose messages the daemon hands to [`handle_broadcast`](Self::handle_broadcast).
     fn topics(&self) -> Vec<String> {
         Vec::new()

@@ -346,3 +346,22 @@ async fn acknowledged_pins_survive_a_restart_and_clocks_move_forward() {
     assert!(record.version.clock > clock);
     cluster.remove("a").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_changes_are_announced_for_local_and_remote_writes() {
+    use cairn_consensus::PinChange;
+    let cluster = Cluster::new(&["a", "b"]);
+    let (a, b) = (cluster.add("a", settings()), cluster.add("b", settings()));
+    let mut on_b = b.changes();
+    a.commit_pin(pin(1)).await.expect("pin on a");
+    b.commit_unpin(cid(2)).await.expect("unpin on b");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let change = tokio::time::timeout(Duration::from_secs(5), on_b.recv()).await.expect("in time").expect("open");
+        seen.push(change);
+    }
+    assert!(seen.contains(&PinChange::Pinned(pin(1))), "{seen:?}");
+    assert!(seen.contains(&PinChange::Unpinned(cid(2))), "{seen:?}");
+    cluster.remove("a").await;
+    cluster.remove("b").await;
+}

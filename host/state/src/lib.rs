@@ -9,10 +9,12 @@
 
 pub mod ndjson;
 pub mod pin;
+pub mod status;
 pub mod store;
 
 pub use ndjson::{ExportError, ImportError, export, import};
 pub use pin::{Cid, CidError, Pin, PinMode, PinOptions, PinType, Timestamp};
+pub use status::{TrackerFilter, TrackerStatus};
 pub use store::{
     BUCKETS, FORMAT_VERSION, Fingerprint, MAX_PAGE_SIZE, PinPage, PinStore, Record, RecordPage, StateWriter,
     StoreError, Version, bucket_of,

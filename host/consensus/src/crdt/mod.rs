@@ -27,10 +27,10 @@ use std::time::{Duration, Instant};
 
 use cairn_state::{BUCKETS, Cid, Pin, PinStore, Record, Version};
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::{Consensus, ConsensusError, PeerNetwork};
+use crate::{CHANGE_BUFFER, Consensus, ConsensusError, PeerNetwork, PinChange};
 pub use hlc::Hlc;
 use wire::{Delta, RecordsPage, RecordsRequest, WireRecord};
 
@@ -145,6 +145,21 @@ struct Inner {
     remote: mpsc::Sender<Op>,
     /// Peers reconciled with at least once since they connected.
     synced_peers: Mutex<HashSet<String>>,
+    /// Applied changes, for the tracker.
+    changes: broadcast::Sender<PinChange>,
+}
+
+impl Inner {
+    fn announce(&self, record: &Record) {
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        let change = match &record.pin {
+            Some(pin) => PinChange::Pinned(pin.clone()),
+            None => PinChange::Unpinned(record.cid.clone()),
+        };
+        let _ = self.changes.send(change);
+    }
 }
 
 /// The crdt consensus engine.
@@ -180,6 +195,7 @@ impl CrdtConsensus {
             ops: ops_tx,
             remote: remote_tx,
             synced_peers: Mutex::new(HashSet::new()),
+            changes: broadcast::channel(CHANGE_BUFFER).0,
         });
         let writer = tokio::spawn(writer_loop(inner.clone(), ops_rx, remote_rx, stop_rx.clone()));
         let syncer = tokio::spawn(sync_loop(inner.clone(), stop_rx));
@@ -282,6 +298,10 @@ impl Consensus for CrdtConsensus {
 
     fn rpc_methods(&self) -> &'static [&'static str] {
         RPC_METHODS
+    }
+
+    fn changes(&self) -> broadcast::Receiver<PinChange> {
+        self.inner.changes.subscribe()
     }
 
     fn topics(&self) -> Vec<String> {
@@ -458,10 +478,14 @@ async fn apply_group(inner: &Arc<Inner>, group: Vec<Op>) -> Vec<Record> {
                 match op {
                     Op::Local { record, done } => {
                         inner.stats.local_writes.fetch_add(1, Ordering::Relaxed);
+                        inner.announce(&record);
                         let _ = done.send(Ok(()));
                         written.push(*record);
                     }
-                    Op::Remote { synced, done, .. } => {
+                    Op::Remote { records, synced, done } => {
+                        for (record, _) in records.iter().zip(&applied).filter(|(_, a)| **a) {
+                            inner.announce(record);
+                        }
                         let n = applied.iter().filter(|a| **a).count() as u64;
                         let counter = if synced {
                             &inner.stats.synced_records_applied

@@ -1,0 +1,525 @@
+//! Cairn's pin tracker (IPFS Cluster's stateless tracker, reference §9): it turns the pinset
+//! into IPFS pin and unpin operations for the pins allocated to this peer, and reports each
+//! pin's status from the operations in flight plus what IPFS has pinned.
+//!
+//! - Pin operations wait in a priority queue (young pins with few attempts) or the normal
+//!   queue, served by `concurrent_pins` workers, priority first; unpins have one worker.
+//! - At most `max_pin_queue_size` pins wait; beyond that a pin goes straight to `pin_error`
+//!   ("queue is full").
+//! - A failed operation stays, with its error and attempt count, until `recover` (or the
+//!   periodic recover the daemon schedules) queues it again or a newer operation replaces it.
+//! - A finished operation is dropped: from then on the status comes from the pinset and IPFS
+//!   (`pinned`, `remote`, `unexpectedly_unpinned`, `unpinned`), as in IPFS Cluster's
+//!   stateless tracker, so nothing but the operations in flight is kept in memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_state::{Cid, Pin, PinMode, PinType, Timestamp};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use cairn_state::{TrackerFilter, TrackerStatus};
+
+/// How IPFS holds a CID (`pin/ls` types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpfsPinType {
+    /// The whole DAG.
+    Recursive,
+    /// The root block only.
+    Direct,
+    /// Held because a recursive pin includes it.
+    Indirect,
+}
+
+/// What the tracker needs from the IPFS connector.
+pub trait IpfsPins: Send + Sync + 'static {
+    /// Pins `cid` (the connector applies `pin_timeout` to the pin's progress).
+    fn pin(&self, cid: &Cid, mode: PinMode) -> BoxFuture<'_, Result<(), String>>;
+    /// Unpins `cid`; "not pinned" is success.
+    fn unpin(&self, cid: &Cid) -> BoxFuture<'_, Result<(), String>>;
+    /// How IPFS holds `cid` (`None`: not pinned).
+    fn pin_ls(&self, cid: &Cid) -> BoxFuture<'_, Result<Option<IpfsPinType>, String>>;
+    /// Every pinned CID (recursive and direct; indirect ones need not be listed).
+    fn pin_ls_all(&self) -> BoxFuture<'_, Result<HashMap<Cid, IpfsPinType>, String>>;
+}
+
+/// The tracker's settings (`pin_tracker.stateless`, plus who this peer is).
+#[derive(Debug, Clone)]
+pub struct TrackerSettings {
+    /// This peer's id: pins allocated to it are pinned here.
+    pub peer: String,
+    /// `concurrent_pins`.
+    pub concurrent_pins: usize,
+    /// `priority_pin_max_age`.
+    pub priority_pin_max_age: Duration,
+    /// `priority_pin_max_retries`.
+    pub priority_pin_max_retries: u32,
+    /// `max_pin_queue_size`.
+    pub max_pin_queue_size: usize,
+}
+
+impl Default for TrackerSettings {
+    fn default() -> Self {
+        TrackerSettings {
+            peer: String::new(),
+            concurrent_pins: 10,
+            priority_pin_max_age: Duration::from_secs(24 * 3600),
+            priority_pin_max_retries: 5,
+            max_pin_queue_size: 1_000_000,
+        }
+    }
+}
+
+/// One pin's status on this peer: the per-peer fields of IPFS Cluster's `PinInfo`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PinStatus {
+    /// The CID.
+    pub cid: Cid,
+    /// The status.
+    pub status: TrackerStatus,
+    /// Why it failed, when it did.
+    pub error: String,
+    /// How many times the current operation was attempted.
+    pub attempt_count: u32,
+    /// Whether the operation is (or was) in the priority queue.
+    pub priority_pin: bool,
+    /// When this status was set.
+    pub timestamp: Timestamp,
+}
+
+impl PinStatus {
+    fn plain(cid: Cid, status: TrackerStatus) -> Self {
+        PinStatus {
+            cid,
+            status,
+            error: String::new(),
+            attempt_count: 0,
+            priority_pin: false,
+            timestamp: Timestamp::now(),
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct TrackerStats {
+    /// Pins IPFS completed.
+    pub pins_done: AtomicU64,
+    /// Pin attempts that failed.
+    pub pin_errors: AtomicU64,
+    /// Unpins IPFS completed.
+    pub unpins_done: AtomicU64,
+    /// Unpin attempts that failed.
+    pub unpin_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Pin,
+    Unpin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Queued,
+    InProgress,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    kind: Kind,
+    phase: Phase,
+    mode: PinMode,
+    /// Distinguishes this operation from a newer one on the same CID.
+    generation: u64,
+    error: String,
+    attempts: u32,
+    priority: bool,
+    timestamp: Timestamp,
+    /// When the pin entered the pinset (decides priority).
+    pinned_at: Timestamp,
+}
+
+impl Op {
+    fn status(&self) -> TrackerStatus {
+        match (self.kind, self.phase) {
+            (Kind::Pin, Phase::Queued) => TrackerStatus::PinQueued,
+            (Kind::Pin, Phase::InProgress) => TrackerStatus::Pinning,
+            (Kind::Pin, Phase::Failed) => TrackerStatus::PinError,
+            (Kind::Unpin, Phase::Queued) => TrackerStatus::UnpinQueued,
+            (Kind::Unpin, Phase::InProgress) => TrackerStatus::Unpinning,
+            (Kind::Unpin, Phase::Failed) => TrackerStatus::UnpinError,
+        }
+    }
+
+    fn info(&self, cid: &Cid) -> PinStatus {
+        PinStatus {
+            cid: cid.clone(),
+            status: self.status(),
+            error: self.error.clone(),
+            attempt_count: self.attempts,
+            priority_pin: self.priority,
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queues {
+    ops: HashMap<Cid, Op>,
+    priority: VecDeque<(Cid, u64)>,
+    normal: VecDeque<(Cid, u64)>,
+    unpins: VecDeque<(Cid, u64)>,
+}
+
+impl Queues {
+    fn pin_queue_len(&self) -> usize {
+        self.priority.len() + self.normal.len()
+    }
+}
+
+struct Inner {
+    settings: TrackerSettings,
+    ipfs: Arc<dyn IpfsPins>,
+    queues: Mutex<Queues>,
+    pin_ready: Notify,
+    unpin_ready: Notify,
+    generation: AtomicU64,
+    stats: TrackerStats,
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_priority(&self, op: &Op) -> bool {
+        let age = time_since(op.pinned_at);
+        age <= self.settings.priority_pin_max_age && op.attempts < self.settings.priority_pin_max_retries
+    }
+
+    /// Queues a pin operation for `cid`, replacing any other operation on it.
+    fn enqueue_pin(&self, cid: Cid, mode: PinMode, pinned_at: Timestamp, attempts: u32) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let mut op = Op {
+            kind: Kind::Pin,
+            phase: Phase::Queued,
+            mode,
+            generation,
+            error: String::new(),
+            attempts,
+            priority: false,
+            timestamp: Timestamp::now(),
+            pinned_at,
+        };
+        let mut q = self.lock();
+        if q.pin_queue_len() >= self.settings.max_pin_queue_size {
+            op.phase = Phase::Failed;
+            op.error = "queue is full".into();
+            q.ops.insert(cid, op);
+            return;
+        }
+        op.priority = self.is_priority(&op);
+        if op.priority {
+            q.priority.push_back((cid.clone(), generation));
+        } else {
+            q.normal.push_back((cid.clone(), generation));
+        }
+        q.ops.insert(cid, op);
+        drop(q);
+        self.pin_ready.notify_one();
+    }
+
+    /// Queues an unpin operation for `cid`, replacing any other operation on it.
+    fn enqueue_unpin(&self, cid: Cid, attempts: u32) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let op = Op {
+            kind: Kind::Unpin,
+            phase: Phase::Queued,
+            mode: PinMode::Recursive,
+            generation,
+            error: String::new(),
+            attempts,
+            priority: false,
+            timestamp: Timestamp::now(),
+            pinned_at: Timestamp::now(),
+        };
+        let mut q = self.lock();
+        q.unpins.push_back((cid.clone(), generation));
+        q.ops.insert(cid, op);
+        drop(q);
+        self.unpin_ready.notify_one();
+    }
+
+    /// Takes the next queued operation of `kind` that is still current, marking it in progress.
+    fn next(&self, kind: Kind) -> Option<(Cid, Op)> {
+        let mut q = self.lock();
+        loop {
+            let (cid, generation) = match kind {
+                Kind::Pin => q.priority.pop_front().or_else(|| q.normal.pop_front())?,
+                Kind::Unpin => q.unpins.pop_front()?,
+            };
+            let Some(op) = q.ops.get_mut(&cid) else { continue };
+            if op.generation != generation || op.phase != Phase::Queued {
+                continue; // superseded while it waited
+            }
+            op.phase = Phase::InProgress;
+            op.attempts += 1;
+            op.timestamp = Timestamp::now();
+            return Some((cid, op.clone()));
+        }
+    }
+
+    /// Records the outcome of operation `generation` on `cid`, unless a newer one replaced it.
+    fn finish(&self, cid: &Cid, generation: u64, result: Result<(), String>) {
+        let mut q = self.lock();
+        let Some(op) = q.ops.get_mut(cid) else { return };
+        if op.generation != generation {
+            return;
+        }
+        let (done, errors) = match op.kind {
+            Kind::Pin => (&self.stats.pins_done, &self.stats.pin_errors),
+            Kind::Unpin => (&self.stats.unpins_done, &self.stats.unpin_errors),
+        };
+        match result {
+            Ok(()) => {
+                done.fetch_add(1, Ordering::Relaxed);
+                q.ops.remove(cid);
+            }
+            Err(error) => {
+                errors.fetch_add(1, Ordering::Relaxed);
+                op.phase = Phase::Failed;
+                op.error = error;
+                op.timestamp = Timestamp::now();
+            }
+        }
+    }
+}
+
+fn time_since(t: Timestamp) -> Duration {
+    let now = Timestamp::now();
+    let secs = (now.0 - t.0).whole_milliseconds();
+    Duration::from_millis(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The pin tracker. Cheap to clone.
+#[derive(Clone)]
+pub struct PinTracker {
+    inner: Arc<Inner>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl PinTracker {
+    /// Starts the workers.
+    pub fn start(settings: TrackerSettings, ipfs: Arc<dyn IpfsPins>) -> Self {
+        let workers = settings.concurrent_pins.max(1);
+        let inner = Arc::new(Inner {
+            settings,
+            ipfs,
+            queues: Mutex::default(),
+            pin_ready: Notify::new(),
+            unpin_ready: Notify::new(),
+            generation: AtomicU64::new(1),
+            stats: TrackerStats::default(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        for _ in 0..workers {
+            tasks.push(tokio::spawn(worker(inner.clone(), Kind::Pin, stop_rx.clone())));
+        }
+        tasks.push(tokio::spawn(worker(inner.clone(), Kind::Unpin, stop_rx)));
+        PinTracker { inner, tasks: Arc::new(Mutex::new(tasks)), stop: Arc::new(stop) }
+    }
+
+    /// Whether `pin` is to be pinned by this peer's IPFS.
+    pub fn allocated_here(&self, pin: &Pin) -> bool {
+        pin.allocations.is_empty() || pin.allocations.iter().any(|p| *p == self.inner.settings.peer)
+    }
+
+    /// The pinset has `pin` (new or updated): pin it here if allocated here, otherwise make
+    /// sure it is not pinned here. A meta-pin is never pinned in IPFS.
+    pub fn track(&self, pin: &Pin) {
+        if pin.pin_type == PinType::Meta {
+            return;
+        }
+        if self.allocated_here(pin) {
+            let current = {
+                let q = self.inner.lock();
+                q.ops.get(&pin.cid).map(|op| (op.kind, op.phase, op.mode))
+            };
+            // Already being pinned the same way: nothing to do.
+            if matches!(current, Some((Kind::Pin, Phase::Queued | Phase::InProgress, m)) if m == pin.mode()) {
+                return;
+            }
+            self.inner.enqueue_pin(pin.cid.clone(), pin.mode(), pin.timestamp, 0);
+        } else {
+            // Remote here: an earlier allocation may have pinned it.
+            self.inner.enqueue_unpin(pin.cid.clone(), 0);
+        }
+    }
+
+    /// The pinset no longer has `cid`: unpin it here.
+    pub fn untrack(&self, cid: &Cid) {
+        self.inner.enqueue_unpin(cid.clone(), 0);
+    }
+
+    /// Pins waiting in the queues (the `pinqueue` informer's value).
+    pub fn queued(&self) -> usize {
+        self.inner.lock().pin_queue_len()
+    }
+
+    /// The tracker's counters.
+    pub fn stats(&self) -> &TrackerStats {
+        &self.inner.stats
+    }
+
+    /// The status of `cid` here, given the pinset's `pin` for it (`None`: not in the pinset).
+    pub async fn status(&self, cid: &Cid, pin: Option<&Pin>) -> PinStatus {
+        if let Some(op) = self.inner.lock().ops.get(cid) {
+            return op.info(cid);
+        }
+        let Some(pin) = pin else { return PinStatus::plain(cid.clone(), TrackerStatus::Unpinned) };
+        if pin.pin_type == PinType::Meta {
+            return PinStatus::plain(cid.clone(), TrackerStatus::Sharded);
+        }
+        if !self.allocated_here(pin) {
+            return PinStatus::plain(cid.clone(), TrackerStatus::Remote);
+        }
+        match self.inner.ipfs.pin_ls(cid).await {
+            Ok(found) => self.settled(cid, pin, found),
+            Err(e) => PinStatus { error: e, ..PinStatus::plain(cid.clone(), TrackerStatus::ClusterError) },
+        }
+    }
+
+    /// The status of an allocated pin with no operation in flight, from IPFS's answer.
+    fn settled(&self, cid: &Cid, pin: &Pin, found: Option<IpfsPinType>) -> PinStatus {
+        match found {
+            Some(IpfsPinType::Recursive) | Some(IpfsPinType::Direct) => {
+                PinStatus::plain(cid.clone(), TrackerStatus::Pinned)
+            }
+            // Indirect counts as not pinned (§9).
+            Some(IpfsPinType::Indirect) | None => PinStatus {
+                error: format!("expected to be pinned ({:?}) but IPFS does not have it pinned", pin.mode())
+                    .to_lowercase(),
+                ..PinStatus::plain(cid.clone(), TrackerStatus::UnexpectedlyUnpinned)
+            },
+        }
+    }
+
+    /// Statuses of every pin, visiting the pinset through `pins` (a streaming walk) and
+    /// answering from one `pin/ls` of IPFS. Operations on CIDs no longer in the pinset
+    /// (unpins in flight) are reported too. Only statuses matching `filter` are passed to
+    /// `visit`; when the filter needs no state, only operations are listed.
+    pub async fn status_all<F>(
+        &self,
+        filter: TrackerFilter,
+        pins: impl FnOnce(&mut dyn FnMut(Pin)) -> Result<(), String>,
+        mut visit: F,
+    ) -> Result<(), String>
+    where
+        F: FnMut(PinStatus, Option<&Pin>),
+    {
+        let ops: HashMap<Cid, Op> = self.inner.lock().ops.clone();
+        if !filter.needs_state() {
+            for (cid, op) in &ops {
+                let info = op.info(cid);
+                if filter.matches(info.status) {
+                    visit(info, None);
+                }
+            }
+            return Ok(());
+        }
+        let ipfs = self.inner.ipfs.pin_ls_all().await?;
+        let mut seen_ops: std::collections::HashSet<Cid> = std::collections::HashSet::new();
+        pins(&mut |pin: Pin| {
+            let info = match ops.get(&pin.cid) {
+                Some(op) => {
+                    seen_ops.insert(pin.cid.clone());
+                    op.info(&pin.cid)
+                }
+                None if pin.pin_type == PinType::Meta => PinStatus::plain(pin.cid.clone(), TrackerStatus::Sharded),
+                None if !self.allocated_here(&pin) => PinStatus::plain(pin.cid.clone(), TrackerStatus::Remote),
+                None => self.settled(&pin.cid, &pin, ipfs.get(&pin.cid).copied()),
+            };
+            if filter.matches(info.status) {
+                visit(info, Some(&pin));
+            }
+        })?;
+        // Operations on CIDs that already left the pinset (unpins in flight).
+        for (cid, op) in ops.iter().filter(|(cid, _)| !seen_ops.contains(*cid)) {
+            let info = op.info(cid);
+            if filter.matches(info.status) {
+                visit(info, None);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-queues `cid` if it is in `pin_error` or `unexpectedly_unpinned` (pin again) or in
+    /// `unpin_error` (unpin again); returns its status afterwards.
+    pub async fn recover(&self, cid: &Cid, pin: Option<&Pin>) -> PinStatus {
+        let current = self.status(cid, pin).await;
+        let attempts = current.attempt_count;
+        match (current.status, pin) {
+            (TrackerStatus::PinError | TrackerStatus::UnexpectedlyUnpinned, Some(pin)) => {
+                self.inner.enqueue_pin(cid.clone(), pin.mode(), pin.timestamp, attempts);
+            }
+            (TrackerStatus::PinError, None) => {
+                // The pin left the pinset since it failed: nothing to pin any more.
+                self.inner.lock().ops.remove(cid);
+            }
+            (TrackerStatus::UnpinError, _) => self.inner.enqueue_unpin(cid.clone(), attempts),
+            _ => return current,
+        }
+        self.status(cid, pin).await
+    }
+
+    /// Stops the workers (operations in progress are abandoned; they are redone from the
+    /// pinset at the next start).
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        self.inner.pin_ready.notify_waiters();
+        self.inner.unpin_ready.notify_waiters();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+async fn worker(inner: Arc<Inner>, kind: Kind, mut stop: watch::Receiver<bool>) {
+    let ready = match kind {
+        Kind::Pin => &inner.pin_ready,
+        Kind::Unpin => &inner.unpin_ready,
+    };
+    loop {
+        // Register interest before checking the queue, so a notify in between is not lost.
+        let notified = ready.notified();
+        match inner.next(kind) {
+            Some((cid, op)) => {
+                let result = match kind {
+                    Kind::Pin => inner.ipfs.pin(&cid, op.mode).await,
+                    Kind::Unpin => inner.ipfs.unpin(&cid).await,
+                };
+                inner.finish(&cid, op.generation, result);
+            }
+            None => {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+    }
+}

@@ -1,5 +1,5 @@
-//! Consensus across `cairn daemon` processes: the `cairn bench consensus` driver (3 crdt peers,
-//! a join from a preloaded peer, ingest with kill -9 cycles, a SIGSTOP freeze), and trust
+//! Consensus across `cairn daemon` processes: the `cairn bench consensus` driver (3 crdt or raft
+//! peers, a join from a preloaded peer, ingest with kill -9 cycles, a SIGSTOP freeze), and trust
 //! between real peers.
 
 mod common;
@@ -28,6 +28,27 @@ fn crdt_peers_join_converge_survive_kill_9_and_catch_up_after_a_freeze() {
     assert_eq!(report["kill_cycles"], 3, "{report}");
     assert_eq!(report["freeze_caught_up"], true, "{report}");
     assert_eq!(report["pins_per_peer"], 5000 + 3000 + 1000, "{report}");
+}
+
+#[test]
+fn raft_peers_converge_survive_kill_9_and_catch_up_after_a_freeze() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = cairn(tmp.path())
+        .args(["bench", "consensus", "--consensus", "raft", "--pins", "2000", "--concurrency", "16"])
+        .args(["--kill-cycles", "3", "--freeze-secs", "3", "--freeze-pins", "500", "--json", "--workdir"])
+        .arg(tmp.path().join("work"))
+        .env("CAIRN_LOG", "error")
+        .output()
+        .expect("run the bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    for key in ["converged", "identical", "freeze_caught_up"] {
+        assert_eq!(report[key], true, "{key}: {report}");
+    }
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["kill_cycles"], 3, "{report}");
+    assert_eq!(report["pins_per_peer"], 2500, "{report}");
 }
 
 /// A peer outside `trusted_peers` holds the secret and connects, but its pinset writes never

@@ -376,6 +376,7 @@ fn setup(work: &Path, args: &ConsensusBench) -> anyhow::Result<Vec<PeerProc>> {
         peers.push(PeerProc { dir, id: identity.peer_id, addr, child: None, bootstrap: None });
     }
     let first_addr = peers[0].addr.to_string();
+    let all_addrs: Vec<String> = peers.iter().map(|p| p.addr.to_string()).collect();
     for (i, peer) in peers.iter_mut().enumerate() {
         let path = peer.dir.join("service.json");
         let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
@@ -385,6 +386,10 @@ fn setup(work: &Path, args: &ConsensusBench) -> anyhow::Result<Vec<PeerProc>> {
         let listen = tcp.rsplit_once("/p2p/").map(|(a, _)| a.to_string()).unwrap_or(tcp);
         v["cluster"]["listen_multiaddress"] = json!(listen);
         v["plugins"]["cache_folder"] = json!(work.join("plugin-cache"));
+        // Every peer knows every other's address, as `cairn init --peers` writes them: raft's
+        // leader must be able to dial each follower.
+        let others: Vec<&String> = all_addrs.iter().filter(|a| **a != peer.addr.to_string()).collect();
+        v["cluster"]["peer_addresses"] = json!(others);
         if let Some(raft) = v["consensus"].get_mut("raft") {
             raft["init_peerset"] = json!(ids);
         }

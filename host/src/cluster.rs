@@ -33,6 +33,7 @@ pub fn peer_action(method: &str) -> PeerAction {
         | "Cluster.PinGet"
         | "Cluster.Pins"
         | "Cluster.PinsetFingerprints"
+        | "Cluster.Links"
         | "Crdt.Fingerprints"
         | "Crdt.Records" => PeerAction::StatusSync,
         "IPFSConnector.BlockStream" => PeerAction::AddContent,
@@ -88,18 +89,8 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|e| format!("store task failed: {e}"))?.map_err(|e| e.to_string())
 }
 
-/// IPFS Cluster's `ID` object (the fields this peer can fill so far).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PeerInfo {
-    pub id: String,
-    pub addresses: Vec<String>,
-    pub cluster_peers: Vec<String>,
-    pub version: String,
-    pub commit: String,
-    pub rpc_protocol_version: String,
-    pub error: String,
-    pub peername: String,
-}
+/// IPFS Cluster's `ID` object.
+pub type PeerInfo = cairn_api::Id;
 
 /// `{"version": ...}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -118,6 +109,18 @@ pub struct ClusterRpc {
     consensus: OnceLock<Arc<dyn Consensus>>,
     /// Set once the monitor is up: chooses the peers of new pins.
     allocator: OnceLock<crate::allocate::Allocator>,
+    /// Set once the tracker runs: local pin status and recover.
+    tracker: OnceLock<cairn_tracker::PinTracker>,
+    /// Set once the IPFS connector exists.
+    ipfs: OnceLock<Arc<dyn cairn_ipfs::IpfsConnector>>,
+    /// Figures the informers publish (the IPFS identity is read from here).
+    figures: crate::monitor::PeerFigures,
+    /// Whether the consensus is raft (the peerset is then the voters, not the ping metrics).
+    raft: std::sync::atomic::AtomicBool,
+    /// The raft engine, when raft is the consensus.
+    raft_engine: OnceLock<Arc<cairn_raft::RaftConsensus>>,
+    /// The peer authorizer.
+    peer_authorizer: OnceLock<Arc<PluginSlot<AuthorizerPlugin>>>,
 }
 
 impl ClusterRpc {
@@ -129,7 +132,179 @@ impl ClusterRpc {
             monitor: OnceLock::new(),
             consensus: OnceLock::new(),
             allocator: OnceLock::new(),
+            tracker: OnceLock::new(),
+            ipfs: OnceLock::new(),
+            figures: crate::monitor::PeerFigures::default(),
+            raft: std::sync::atomic::AtomicBool::new(false),
+            raft_engine: OnceLock::new(),
+            peer_authorizer: OnceLock::new(),
         }
+    }
+
+    /// The figures the informers publish (shared with the monitor).
+    pub fn figures(&self) -> &crate::monitor::PeerFigures {
+        &self.figures
+    }
+
+    /// Attach the pin tracker and the IPFS connector.
+    pub fn attach_ipfs(&self, tracker: cairn_tracker::PinTracker, ipfs: Arc<dyn cairn_ipfs::IpfsConnector>) {
+        let _ = self.tracker.set(tracker);
+        let _ = self.ipfs.set(ipfs);
+    }
+
+    /// Mark the consensus as raft.
+    pub fn set_raft(&self, raft: bool) {
+        self.raft.store(raft, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn tracker(&self) -> Result<&cairn_tracker::PinTracker, String> {
+        self.tracker.get().ok_or_else(|| "the pin tracker is not running yet".to_string())
+    }
+
+    pub(crate) fn ipfs(&self) -> Result<&Arc<dyn cairn_ipfs::IpfsConnector>, String> {
+        self.ipfs.get().ok_or_else(|| "the IPFS connector is not running yet".to_string())
+    }
+
+    pub(crate) fn state(&self) -> Result<Arc<cairn_state::PinStore>, String> {
+        Ok(self.consensus()?.state().clone())
+    }
+
+    pub(crate) fn peername(&self) -> &str {
+        &self.peername
+    }
+
+    pub(crate) fn local_peer(&self) -> String {
+        self.swarm.get().map(|s| s.local_peer_id().to_string()).unwrap_or_default()
+    }
+
+    /// The IPFS daemon's id and addresses, as last measured.
+    pub(crate) fn ipfs_identity(&self) -> (String, Vec<String>) {
+        self.figures.ipfs.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
+    }
+
+    /// IPFS Cluster's peerset: raft's voters; in crdt this peer plus every peer with a fresh
+    /// `ping` metric.
+    pub(crate) async fn peerset(&self) -> Vec<String> {
+        let mut peers = Vec::new();
+        if self.raft.load(std::sync::atomic::Ordering::Relaxed)
+            && let Some(consensus) = self.consensus.get()
+        {
+            peers = consensus.peers().await.unwrap_or_default();
+        } else if let Some(monitor) = self.monitor.get() {
+            peers = monitor.latest_metrics("ping").into_iter().map(|m| m.peer).collect();
+        }
+        peers.push(self.local_peer());
+        peers.sort();
+        peers.dedup();
+        peers
+    }
+
+    /// Calls `method` on `peer` over the swarm.
+    pub(crate) async fn call(&self, peer: PeerId, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let swarm = self.swarm.get().ok_or("the swarm is not running yet")?;
+        swarm.rpc(peer, method, payload).await.map_err(|e| e.to_string())
+    }
+
+    /// Serves `method` for this peer itself (no authorization: it is this peer asking).
+    pub(crate) async fn handle_local(&self, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        let me = self.swarm.get().map(|s| s.local_peer_id()).ok_or("the swarm is not running yet")?;
+        self.handle(me, method, payload).await
+    }
+
+    /// This peer's `ID` with its IPFS daemon's identity.
+    pub(crate) async fn api_id(&self) -> Result<cairn_api::Id, String> {
+        let mut id = self.id(None).await?;
+        // The peers' addresses, as far as the swarm knows them.
+        if let Some(swarm) = self.swarm.get()
+            && let Ok(known) = swarm.known_peers().await
+        {
+            for peer in &id.cluster_peers {
+                if let Ok(pid) = peer.parse::<PeerId>()
+                    && let Some(addrs) = known.get(&pid)
+                {
+                    id.cluster_peers_addresses.extend(addrs.iter().map(|a| format!("{a}/p2p/{pid}")));
+                }
+            }
+        }
+        let (ipfs_id, addresses) = self.ipfs_identity();
+        id.ipfs = cairn_api::IpfsId { id: ipfs_id, addresses, error: String::new() };
+        if id.ipfs.id.is_empty() {
+            id.ipfs.error = "the IPFS daemon has not answered yet".to_string();
+        }
+        Ok(id)
+    }
+
+    /// Resolves an `/ipfs/...` (or `/ipns/`, `/ipld/`) path to a CID with the IPFS daemon.
+    pub(crate) async fn resolve(&self, path: &str) -> Result<Cid, String> {
+        let cid = self.ipfs()?.resolve(path).await.map_err(|e| e.to_string())?;
+        Ok(Cid::from_raw(cid))
+    }
+
+    /// Removes `cid` from the pinset; returns the pin removed.
+    pub(crate) async fn unpin(&self, cid: Cid) -> Result<Pin, String> {
+        let payload = serde_json::to_vec(&CidArg { cid: cid.to_string() }).map_err(|e| e.to_string())?;
+        let raw = self.unpin_rpc(&payload).await?;
+        serde_json::from_slice(&raw).map_err(|e| e.to_string())
+    }
+
+    /// `POST /peers`: raft adds the peer as a voter; crdt has no membership to change.
+    pub(crate) async fn add_peer(&self, peer: &str) -> Result<(), String> {
+        peer.parse::<PeerId>().map_err(|e| format!("{peer:?} is not a peer id: {e}"))?;
+        if !self.raft.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("crdt mode has no membership to change: a peer joins by connecting to the cluster \
+                        (`cairn daemon --bootstrap <multiaddr>`)"
+                .to_string());
+        }
+        self.call_consensus_add(peer).await
+    }
+
+    /// `DELETE /peers/{peer}`: raft removes the voter; crdt refuses, as IPFS Cluster does.
+    pub(crate) async fn remove_peer(&self, peer: &str) -> Result<(), String> {
+        peer.parse::<PeerId>().map_err(|e| format!("{peer:?} is not a peer id: {e}"))?;
+        if !self.raft.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err("crdt mode has no membership to change: a crdt peer leaves the peerset when its metrics \
+                        expire"
+                .to_string());
+        }
+        self.consensus()?.rm_peer(peer.to_string()).await.map_err(|e| e.to_string())
+    }
+
+    async fn call_consensus_add(&self, peer: &str) -> Result<(), String> {
+        let raft = self.raft_engine.get().ok_or("the raft engine is not running")?;
+        raft.add_peer(peer.to_string()).await.map_err(|e| e.to_string())
+    }
+
+    /// Whether `peer` may write the pinset (for `/health/graph`'s trust links).
+    pub(crate) async fn trusts(&self, peer: &str) -> bool {
+        if self.raft.load(std::sync::atomic::Ordering::Relaxed) || peer == self.local_peer() {
+            return true;
+        }
+        let Some(authorizer) = self.peer_authorizer.get() else { return false };
+        let request = PeerRequest { peer_id: peer.to_string(), action: PeerAction::PinsetWrite };
+        matches!(authorizer.current().authorize_peer(&request).await, PeerDecision::Allow)
+    }
+
+    pub(crate) fn monitor_alerts(&self) -> Vec<crate::monitor::Alert> {
+        self.monitor.get().map(|m| m.alerts()).unwrap_or_default()
+    }
+
+    pub(crate) fn monitor_metric_names(&self) -> Vec<String> {
+        self.monitor.get().map(|m| m.metric_names()).unwrap_or_default()
+    }
+
+    pub(crate) fn monitor_metrics(&self, name: &str) -> Vec<crate::monitor::Metric> {
+        self.monitor.get().map(|m| m.latest_metrics(name)).unwrap_or_default()
+    }
+
+    /// Attach the raft engine (for `peers add`).
+    pub fn attach_raft(&self, raft: Arc<cairn_raft::RaftConsensus>) {
+        let _ = self.raft_engine.set(raft);
+        self.set_raft(true);
+    }
+
+    /// Attach the peer authorizer (for trust links).
+    pub fn attach_peer_authorizer(&self, slot: Arc<PluginSlot<AuthorizerPlugin>>) {
+        let _ = self.peer_authorizer.set(slot);
     }
 
     /// Attach the running swarm.
@@ -152,7 +327,7 @@ impl ClusterRpc {
         let _ = self.allocator.set(allocator);
     }
 
-    fn consensus(&self) -> Result<&Arc<dyn Consensus>, String> {
+    pub(crate) fn consensus(&self) -> Result<&Arc<dyn Consensus>, String> {
         self.consensus.get().ok_or_else(|| "consensus is not running yet".to_string())
     }
 
@@ -171,7 +346,7 @@ impl ClusterRpc {
         if let Some(from) = pin.options.pin_update.clone() {
             let store = consensus.state().clone();
             let source = blocking(move || store.get(&from)).await?;
-            let source = source.ok_or_else(|| format!("pin_update: the source pin is not part of the pinset"))?;
+            let source = source.ok_or_else(|| "pin_update: the source pin is not part of the pinset".to_string())?;
             // The update takes the old pin's options and allocations unless it sets its own.
             if pin.allocations.is_empty() {
                 pin.allocations = source.allocations.clone();
@@ -210,7 +385,7 @@ impl ClusterRpc {
     }
 
     /// `Cluster.Unpin`: removes a pin from the pinset; an unknown CID is IPFS Cluster's error.
-    async fn unpin(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
+    async fn unpin_rpc(&self, payload: &[u8]) -> Result<Vec<u8>, String> {
         let cid = cid_arg("Cluster.Unpin", payload)?;
         let consensus = self.consensus()?;
         let store = consensus.state().clone();
@@ -247,16 +422,17 @@ impl ClusterRpc {
         let swarm = self.swarm.get().ok_or("the swarm is not running yet")?;
         let me = swarm.local_peer_id();
         let addresses = swarm.listen_addrs().await.map_err(|e| e.to_string())?;
-        let mut peers: Vec<String> = match self.monitor.get() {
-            Some(monitor) => monitor.latest_metrics("ping").into_iter().map(|m| m.peer).collect(),
-            None => {
-                let connected = swarm.connected_peers().await.map_err(|e| e.to_string())?;
-                connected.iter().filter(|p| Some(**p) != caller).map(PeerId::to_string).collect()
-            }
+        let peers: Vec<String> = if self.monitor.get().is_some() || self.raft.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.peerset().await
+        } else {
+            let connected = swarm.connected_peers().await.map_err(|e| e.to_string())?;
+            let mut peers: Vec<String> =
+                connected.iter().filter(|p| Some(**p) != caller).map(PeerId::to_string).collect();
+            peers.push(me.to_string());
+            peers.sort();
+            peers
         };
-        peers.push(me.to_string());
-        peers.sort();
-        peers.dedup();
         Ok(PeerInfo {
             id: me.to_string(),
             addresses: addresses.iter().map(|a| format!("{a}/p2p/{me}")).collect(),
@@ -266,6 +442,7 @@ impl ClusterRpc {
             rpc_protocol_version: cairn_swarm::RPC_PROTOCOL.to_string(),
             error: String::new(),
             peername: self.peername.clone(),
+            ..PeerInfo::default()
         })
     }
 }
@@ -274,10 +451,47 @@ impl RpcHandler for ClusterRpc {
     fn handle<'a>(&'a self, peer: PeerId, method: &'a str, payload: Vec<u8>) -> BoxFuture<'a, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let json = match method {
-                "Cluster.ID" => serde_json::to_vec(&self.id(Some(peer)).await?),
+                "Cluster.ID" => serde_json::to_vec(&self.api_id().await?),
                 "Cluster.Version" => serde_json::to_vec(&Version { version: VERSION.to_string() }),
                 "Cluster.Pin" => return self.pin_rpc(&payload).await,
-                "Cluster.Unpin" => return self.unpin(&payload).await,
+                "Cluster.Unpin" => return self.unpin_rpc(&payload).await,
+                "PinTracker.Status" | "PinTracker.Recover" => {
+                    let cid = cid_arg(method, &payload)?;
+                    let info = self.local_pin_info(&cid, method == "PinTracker.Recover").await?;
+                    serde_json::to_vec(&info)
+                }
+                "PinTracker.StatusAll" | "PinTracker.RecoverAll" => {
+                    let args: crate::facade::StatusAllArgs = if payload.is_empty() {
+                        Default::default()
+                    } else {
+                        serde_json::from_slice(&payload).map_err(|e| format!("{method}: {e}"))?
+                    };
+                    let filter = cairn_api::TrackerFilter::parse(&args.filter).unwrap_or_default();
+                    let infos = self.local_status_all(filter, method == "PinTracker.RecoverAll").await?;
+                    serde_json::to_vec(&infos)
+                }
+                "IPFSConnector.RepoGC" => serde_json::to_vec(&self.local_repo_gc().await),
+                "Cluster.Links" => {
+                    let swarm = self.swarm.get().ok_or("the swarm is not running yet")?;
+                    let connected = swarm.connected_peers().await.map_err(|e| e.to_string())?;
+                    let (ipfs_id, _) = self.ipfs_identity();
+                    let ipfs_peers = match self.ipfs.get() {
+                        Some(ipfs) => ipfs.swarm_peers().await.unwrap_or_default(),
+                        None => Vec::new(),
+                    };
+                    let peerset = self.peerset().await;
+                    let links = crate::facade::Links {
+                        peername: self.peername.clone(),
+                        cluster_peers: connected
+                            .iter()
+                            .map(PeerId::to_string)
+                            .filter(|p| peerset.contains(p))
+                            .collect(),
+                        ipfs_id,
+                        ipfs_peers,
+                    };
+                    serde_json::to_vec(&links)
+                }
                 "Cluster.PinGet" => return self.pin_get(&payload).await,
                 "Cluster.Pins" => return self.pins(&payload).await,
                 "Cluster.PinsetFingerprints" => {

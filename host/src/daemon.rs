@@ -121,6 +121,12 @@ struct Peer {
     consensus: Arc<dyn Consensus>,
     /// Feeds the consensus topics' messages to the engine.
     broadcasts: tokio::task::JoinHandle<()>,
+    /// The pin tracker.
+    tracker: cairn_tracker::PinTracker,
+    /// Background jobs: pinset sync, figures, periodic recover and expiry.
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+    /// The REST API, when `api.restapi` is configured.
+    restapi: Option<cairn_api::ApiServer>,
     /// The Prometheus endpoint's task, when `observations.metrics.enable_stats` is on.
     metrics: Option<tokio::task::JoinHandle<()>>,
 }
@@ -150,10 +156,13 @@ impl Peer {
         .await
         .context("start the cluster swarm")?;
         rpc.attach(swarm.clone());
+        rpc.attach_peer_authorizer(peer_authorizer.clone());
         let consensus: Arc<dyn Consensus> = match (&config.consensus.crdt, &config.consensus.raft) {
             (Some(crdt), _) => crate::consensus::start_crdt(dir, crdt, &swarm, peer_authorizer.clone())?,
             (None, Some(raft)) => {
-                crate::consensus::start_raft(dir, raft, &swarm, config.secret_bytes().is_some()).await?
+                let engine = crate::consensus::start_raft(dir, raft, &swarm, config.secret_bytes().is_some()).await?;
+                rpc.attach_raft(engine.clone());
+                engine
             }
             (None, None) => bail!("{}: no consensus section", dir.service().display()),
         };
@@ -170,19 +179,43 @@ impl Peer {
             });
         }
         rpc.attach_consensus(consensus.clone());
-        let monitor = crate::monitor::Monitor::start(swarm.clone(), config)
+        let monitor = crate::monitor::Monitor::start(swarm.clone(), config, rpc.figures())
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
         rpc.attach_monitor(monitor.clone());
         rpc.attach_allocator(allocator(config, &policies, &monitor, swarm.local_peer_id().to_string())?);
+        let ipfs = crate::ipfs::connector(dir, config)?;
+        let stateless = &config.pin_tracker.stateless;
+        let tracker = cairn_tracker::PinTracker::start(
+            cairn_tracker::TrackerSettings {
+                peer: swarm.local_peer_id().to_string(),
+                concurrent_pins: stateless.concurrent_pins as usize,
+                priority_pin_max_age: stateless.priority_pin_max_age.0,
+                priority_pin_max_retries: stateless.priority_pin_max_retries,
+                max_pin_queue_size: usize::try_from(stateless.max_pin_queue_size).unwrap_or(usize::MAX),
+            },
+            Arc::new(crate::ipfs::TrackerIpfs(ipfs.clone())),
+        );
+        rpc.attach_ipfs(tracker.clone(), ipfs.clone());
+        let mut jobs = vec![crate::pinsync::start(consensus.clone(), tracker.clone())];
+        jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
+        let restapi = start_restapi(dir, config, &policies, rpc.clone()).await?;
         let metrics = start_metrics(dir, config, &swarm, &policies).await?;
-        Ok(Peer { policies, swarm, monitor, consensus, broadcasts, metrics })
+        Ok(Peer { policies, swarm, monitor, consensus, broadcasts, tracker, jobs, restapi, metrics })
     }
 
     async fn stop(self) {
+        // Stop taking requests first, then the work behind them.
+        if let Some(api) = self.restapi {
+            api.shutdown().await;
+        }
         if let Some(metrics) = self.metrics {
             metrics.abort();
         }
+        for job in self.jobs {
+            job.abort();
+        }
+        self.tracker.shutdown().await;
         self.monitor.stop();
         // Pending consensus work (queued writes, a pending batch) is flushed while the swarm
         // can still broadcast it.
@@ -195,6 +228,36 @@ impl Peer {
         }
         self.policies.stop();
     }
+}
+
+/// Start the REST API when `api.restapi` is present (removing the section disables it).
+async fn start_restapi(
+    dir: &ConfigDir,
+    config: &ServiceConfig,
+    policies: &Policies,
+    rpc: Arc<ClusterRpc>,
+) -> anyhow::Result<Option<cairn_api::ApiServer>> {
+    let Some(section) = &config.api.restapi else {
+        info!("api.restapi is not configured: the REST API is off");
+        return Ok(None);
+    };
+    let server = crate::restapi::server_config(dir, "api.restapi", cairn_api::Api::Restapi, section)?;
+    let authorizer = match policies.slots.get("api.restapi.authorizer_plugin") {
+        Some(Slot::Authorizer(s)) => s.clone(),
+        _ => bail!("api.restapi: no authorizer plugin loaded"),
+    };
+    let cors = match policies.slots.get("api.restapi.cors_plugin") {
+        Some(Slot::Cors(s)) => s.clone(),
+        _ => bail!("api.restapi: no CORS plugin loaded"),
+    };
+    let policy = Arc::new(crate::restapi::PluginPolicy { authorizer, cors });
+    let api = cairn_api::serve(server, Arc::new(crate::facade::Facade(rpc)), policy)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: api.restapi: {e}", dir.service().display()))?;
+    for addr in api.local_addrs() {
+        info!(%addr, "REST API listening");
+    }
+    Ok(Some(api))
 }
 
 /// The allocator: the allocator plugin with the monitor's metrics and the cluster's
@@ -227,10 +290,8 @@ fn allocator(
     };
     // IPFS Cluster's IsTrustedPeer for the pin_only_on_* filters: crdt's trusted_peers ("*"
     // trusts all), and every peer in raft.
-    let trusted_peers: Option<Vec<String>> = match &config.consensus.crdt {
-        Some(crdt) => Some(crdt.trusted_peers.clone().unwrap_or_default()),
-        None => None,
-    };
+    let trusted_peers: Option<Vec<String>> =
+        config.consensus.crdt.as_ref().map(|crdt| crdt.trusted_peers.clone().unwrap_or_default());
     let trusted: crate::allocate::TrustCheck = Arc::new(move |peer: &str| match &trusted_peers {
         Some(list) => peer == local || list.iter().any(|t| t == "*" || t == peer),
         None => true,

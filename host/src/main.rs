@@ -6,8 +6,13 @@ mod cluster;
 mod config;
 mod consensus;
 mod daemon;
+mod facade;
+mod ipfs;
+mod jobs;
 mod metrics;
 mod monitor;
+mod pinsync;
+mod restapi;
 
 use std::io::Write as _;
 use std::process::ExitCode;

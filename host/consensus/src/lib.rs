@@ -52,7 +52,7 @@ pub enum ConsensusError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PinChange {
     /// The pinset has this pin (new, or an update of its CID).
-    Pinned(Pin),
+    Pinned(Box<Pin>),
     /// The CID left the pinset.
     Unpinned(Cid),
 }

@@ -360,7 +360,7 @@ async fn applied_changes_are_announced_for_local_and_remote_writes() {
         let change = tokio::time::timeout(Duration::from_secs(5), on_b.recv()).await.expect("in time").expect("open");
         seen.push(change);
     }
-    assert!(seen.contains(&PinChange::Pinned(pin(1))), "{seen:?}");
+    assert!(seen.contains(&PinChange::Pinned(Box::new(pin(1)))), "{seen:?}");
     assert!(seen.contains(&PinChange::Unpinned(cid(2))), "{seen:?}");
     cluster.remove("a").await;
     cluster.remove("b").await;

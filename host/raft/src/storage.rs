@@ -311,7 +311,7 @@ fn announce_applied(batch: &[WriteOp], changes: &broadcast::Sender<PinChange>) {
             let EntryPayload::Normal(PinBatch(ops)) = &entry.payload else { continue };
             for op in ops {
                 let change = match op {
-                    PinOp::Pin(pin) => PinChange::Pinned(pin.clone()),
+                    PinOp::Pin(pin) => PinChange::Pinned(Box::new(pin.clone())),
                     PinOp::Unpin(cid) => PinChange::Unpinned(cid.clone()),
                 };
                 // No receiver left: nobody to tell.
@@ -601,7 +601,7 @@ fn install_from_file(
     }
     let announce = |pinned: &mut Vec<Pin>| {
         for pin in pinned.drain(..) {
-            let _ = changes.send(PinChange::Pinned(pin));
+            let _ = changes.send(PinChange::Pinned(Box::new(pin)));
         }
     };
     let mut w = store.begin()?;

@@ -280,7 +280,7 @@ async fn elects_and_replicates_commits_made_on_any_peer() {
         .rev()
         .find(|c| matches!(c, PinChange::Pinned(p) if p.cid == cid(7)) || **c == PinChange::Unpinned(cid(7)));
     assert_eq!(last_of_7, Some(&PinChange::Unpinned(cid(7))));
-    assert_eq!(seen.last(), Some(&PinChange::Pinned(renamed.clone())));
+    assert_eq!(seen.last(), Some(&PinChange::Pinned(Box::new(renamed.clone()))));
     for i in 0..3 {
         cluster.engine(i).shutdown().await.unwrap();
     }

@@ -405,6 +405,13 @@ pub struct HttpApiConfig {
     pub ssl_cert_file: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ssl_key_file: String,
+    /// Cairn: verify client certificates against this CA bundle (PEM); the verified subject
+    /// reaches the authorizer. Relative to the config folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_client_ca_file: Option<String>,
+    /// Cairn: with `ssl_client_ca_file`, refuse clients without a certificate.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ssl_client_cert_required: bool,
     pub read_timeout: GoDuration,
     pub read_header_timeout: GoDuration,
     pub write_timeout: GoDuration,
@@ -450,6 +457,8 @@ impl HttpApiConfig {
             http_listen_multiaddress: MultiaddrList::one(listen),
             ssl_cert_file: String::new(),
             ssl_key_file: String::new(),
+            ssl_client_ca_file: None,
+            ssl_client_cert_required: false,
             read_timeout: GoDuration::secs(0),
             read_header_timeout: GoDuration::secs(5),
             write_timeout: GoDuration::secs(0),

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use informer::Informer;
+pub use informer::PeerFigures;
 pub use metric::{Alert, Metric, now_nanos, rfc3339_nanos};
 pub use store::MetricStore;
 
@@ -54,7 +55,11 @@ pub struct Monitor {
 impl Monitor {
     /// Subscribe to [`TOPIC`] and start the informers of `config`, the receiver and the
     /// checker.
-    pub async fn start(swarm: SwarmHandle, config: &ServiceConfig) -> Result<Monitor, MonitorError> {
+    pub async fn start(
+        swarm: SwarmHandle,
+        config: &ServiceConfig,
+        figures: &PeerFigures,
+    ) -> Result<Monitor, MonitorError> {
         let check_every = config.monitor.pubsubmon.check_interval.0;
         if check_every.is_zero() {
             return Err(MonitorError::ZeroCheckInterval);
@@ -64,7 +69,7 @@ impl Monitor {
         let events = swarm.events();
         swarm.subscribe(TOPIC).await?;
         let mut tasks = vec![tokio::spawn(receive(swarm.local_peer_id(), events, monitor.store.clone()))];
-        for informer in informer::from_config(config) {
+        for informer in informer::from_config(config, figures) {
             tasks.push(tokio::spawn(publish(swarm.clone(), informer, monitor.store.clone())));
         }
         tasks.push(tokio::spawn(check(check_every, monitor.store.clone())));

@@ -44,8 +44,10 @@ pub trait IpfsPins: Send + Sync + 'static {
     fn unpin(&self, cid: &Cid) -> BoxFuture<'_, Result<(), String>>;
     /// How IPFS holds `cid` (`None`: not pinned).
     fn pin_ls(&self, cid: &Cid) -> BoxFuture<'_, Result<Option<IpfsPinType>, String>>;
-    /// Every pinned CID (recursive and direct; indirect ones need not be listed).
-    fn pin_ls_all(&self) -> BoxFuture<'_, Result<HashMap<Cid, IpfsPinType>, String>>;
+    /// Every pinned CID (recursive and direct; indirect ones need not be listed), keyed by the
+    /// CID's multihash bytes: IPFS daemons key pins by multihash and may list a CID in
+    /// another version or codec than the one pinned.
+    fn pin_ls_all(&self) -> BoxFuture<'_, Result<HashMap<Vec<u8>, IpfsPinType>, String>>;
 }
 
 /// The tracker's settings (`pin_tracker.stateless`, plus who this peer is).
@@ -302,6 +304,11 @@ impl Inner {
     }
 }
 
+/// The key [`IpfsPins::pin_ls_all`] uses for `cid`.
+pub fn multihash_of(cid: &Cid) -> Vec<u8> {
+    cid.raw().hash().to_bytes()
+}
+
 fn time_since(t: Timestamp) -> Duration {
     let now = Timestamp::now();
     let secs = (now.0 - t.0).whole_milliseconds();
@@ -446,7 +453,7 @@ impl PinTracker {
                 }
                 None if pin.pin_type == PinType::Meta => PinStatus::plain(pin.cid.clone(), TrackerStatus::Sharded),
                 None if !self.allocated_here(&pin) => PinStatus::plain(pin.cid.clone(), TrackerStatus::Remote),
-                None => self.settled(&pin.cid, &pin, ipfs.get(&pin.cid).copied()),
+                None => self.settled(&pin.cid, &pin, ipfs.get(&multihash_of(&pin.cid)).copied()),
             };
             if filter.matches(info.status) {
                 visit(info, Some(&pin));

@@ -56,8 +56,8 @@ impl IpfsPins for FakeIpfs {
         let found = self.pinned.lock().expect("lock").get(cid).copied();
         Box::pin(std::future::ready(Ok(found)))
     }
-    fn pin_ls_all(&self) -> BoxFuture<'_, Result<HashMap<Cid, IpfsPinType>, String>> {
-        let all = self.pinned.lock().expect("lock").clone();
+    fn pin_ls_all(&self) -> BoxFuture<'_, Result<HashMap<Vec<u8>, IpfsPinType>, String>> {
+        let all = self.pinned.lock().expect("lock").iter().map(|(c, t)| (cairn_tracker::multihash_of(c), *t)).collect();
         Box::pin(std::future::ready(Ok(all)))
     }
 }

@@ -155,7 +155,7 @@ impl Inner {
             return;
         }
         let change = match &record.pin {
-            Some(pin) => PinChange::Pinned(pin.clone()),
+            Some(pin) => PinChange::Pinned(Box::new(pin.clone())),
             None => PinChange::Unpinned(record.cid.clone()),
         };
         let _ = self.changes.send(change);

@@ -1,0 +1,504 @@
+//! The cluster as the APIs see it ([`cairn_api::ClusterApi`]): each route answered from the
+//! local components (pinset, tracker, monitor, IPFS) or by asking every peer over the swarm
+//! and merging the answers, as IPFS Cluster's `Cluster` does.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use cairn_api::types::{ConnectGraph, GlobalPinInfo, GlobalRepoGc, IpfsRepoGc, PinInfo, PinInfoShort, RepoGc};
+use cairn_api::{
+    AddRequest, AddedOutput, Alert, ApiError, ApiFuture, ApiStream, Bandwidth, ClusterApi, Id, Metric, PinTypeFilter,
+    TrackerFilter, TrackerStatus, Version,
+};
+use cairn_state::{Cid, Pin, PinOptions, Timestamp};
+use cairn_swarm::PeerId;
+use futures::StreamExt;
+use futures::stream;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ClusterRpc, NOT_IN_PINSET};
+
+/// `PinTracker.StatusAll` / `RecoverAll` arguments.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StatusAllArgs {
+    /// The filter's status names, comma-separated (empty: all).
+    #[serde(default)]
+    pub filter: String,
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// IPFS Cluster maps its "not in the pinset" text to 404; everything else is a 500.
+fn api_error(message: String) -> ApiError {
+    if message.contains(NOT_IN_PINSET) { ApiError::NotFound(message) } else { ApiError::Internal(message) }
+}
+
+impl ClusterRpc {
+    /// This peer's `PinInfo` for `cid` (`recover`: re-queue it first when it failed).
+    pub(crate) async fn local_pin_info(&self, cid: &Cid, recover: bool) -> Result<PinInfo, String> {
+        let tracker = self.tracker()?;
+        let store = self.consensus()?.state().clone();
+        let lookup = cid.clone();
+        let pin = tokio::task::spawn_blocking(move || store.get(&lookup))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let status =
+            if recover { tracker.recover(cid, pin.as_ref()).await } else { tracker.status(cid, pin.as_ref()).await };
+        Ok(self.pin_info(cid, pin.as_ref(), status))
+    }
+
+    /// Every pin's `PinInfo` here that matches `filter` (`recover`: re-queue the failed ones).
+    pub(crate) async fn local_status_all(&self, filter: TrackerFilter, recover: bool) -> Result<Vec<PinInfo>, String> {
+        let tracker = self.tracker()?;
+        let store = self.consensus()?.state().clone();
+        let filter = if recover {
+            TrackerFilter::of(&[
+                TrackerStatus::PinError,
+                TrackerStatus::UnpinError,
+                TrackerStatus::UnexpectedlyUnpinned,
+            ])
+        } else {
+            filter
+        };
+        let mut found: Vec<(cairn_tracker::PinStatus, Option<Pin>)> = Vec::new();
+        tracker
+            .status_all(
+                filter,
+                |visit: &mut dyn FnMut(Pin)| {
+                    tokio::task::block_in_place(|| {
+                        store
+                            .for_each(|pin| {
+                                visit(pin);
+                                ControlFlow::Continue(())
+                            })
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                },
+                |status, pin| found.push((status, pin.cloned())),
+            )
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        for (status, pin) in found {
+            let status = if recover { tracker.recover(&status.cid, pin.as_ref()).await } else { status };
+            out.push(self.pin_info(&status.cid.clone(), pin.as_ref(), status));
+        }
+        Ok(out)
+    }
+
+    fn pin_info(&self, cid: &Cid, pin: Option<&Pin>, status: cairn_tracker::PinStatus) -> PinInfo {
+        let (ipfs_id, ipfs_addresses) = self.ipfs_identity();
+        PinInfo {
+            cid: cid.clone(),
+            name: pin.map(|p| p.options.name.clone()).unwrap_or_default(),
+            peer: self.local_peer(),
+            allocations: pin.map(|p| p.allocations.clone()).unwrap_or_default(),
+            origins: pin.map(|p| p.options.origins.clone()).unwrap_or_default(),
+            created: pin.map(|p| p.timestamp).unwrap_or_default(),
+            metadata: pin.map(|p| p.options.metadata.clone()).unwrap_or_default(),
+            info: PinInfoShort {
+                peername: self.peername().to_string(),
+                ipfs_peer_id: ipfs_id,
+                ipfs_peer_addresses: ipfs_addresses,
+                status: status.status,
+                timestamp: status.timestamp,
+                error: status.error,
+                attempt_count: status.attempt_count,
+                priority_pin: status.priority_pin,
+            },
+        }
+    }
+
+    /// `repo/gc` on this peer's IPFS daemon.
+    pub(crate) async fn local_repo_gc(&self) -> RepoGc {
+        let mut gc = RepoGc { peer: self.local_peer(), peername: self.peername().to_string(), ..RepoGc::default() };
+        match self.ipfs() {
+            Err(e) => gc.error = e,
+            Ok(ipfs) => match ipfs.repo_gc().await {
+                Ok(report) => {
+                    gc.keys = report
+                        .removed
+                        .into_iter()
+                        .map(|c| IpfsRepoGc { key: Some(Cid::from_raw(c)), error: String::new() })
+                        .chain(report.errors.into_iter().map(|e| IpfsRepoGc { key: None, error: e }))
+                        .collect();
+                }
+                Err(e) => gc.error = e.to_string(),
+            },
+        }
+        gc
+    }
+}
+
+/// [`ClusterApi`] over the peer's RPC surface.
+pub struct Facade(pub Arc<ClusterRpc>);
+
+impl Facade {
+    /// The peers to ask for a global answer: IPFS Cluster's peerset (crdt: this peer and every
+    /// peer with a fresh `ping` metric; raft: the voters).
+    async fn peerset(&self) -> Vec<String> {
+        self.0.peerset().await
+    }
+
+    /// Calls `method` on every peer of the peerset (this one directly), in parallel.
+    async fn fan_out(&self, method: &str, payload: Vec<u8>) -> Vec<(String, Result<Vec<u8>, String>)> {
+        let me = self.0.local_peer();
+        let calls = self.peerset().await.into_iter().map(|peer| {
+            let (payload, method, me) = (payload.clone(), method.to_string(), me.clone());
+            let rpc = self.0.clone();
+            async move {
+                let answer = if peer == me {
+                    rpc.handle_local(&method, payload).await
+                } else {
+                    match peer.parse::<PeerId>() {
+                        Ok(id) => rpc.call(id, &method, payload).await,
+                        Err(e) => Err(e.to_string()),
+                    }
+                };
+                (peer, answer)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    async fn global_status(&self, cid: &Cid, method: &str) -> Result<GlobalPinInfo, ApiError> {
+        let payload = serde_json::to_vec(&crate::cluster::CidArg { cid: cid.to_string() }).map_err(internal)?;
+        let mut merged = Merged::default();
+        for (peer, answer) in self.fan_out(method, payload).await {
+            match answer.and_then(|raw| serde_json::from_slice::<PinInfo>(&raw).map_err(|e| e.to_string())) {
+                Ok(info) => merged.add(info),
+                Err(e) => merged.peer_error(cid, &peer, &e),
+            }
+        }
+        Ok(merged.into_one(cid))
+    }
+
+    async fn global_status_all(&self, filter: TrackerFilter, method: &str) -> Vec<GlobalPinInfo> {
+        let names = filter.statuses().iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
+        let payload = serde_json::to_vec(&StatusAllArgs { filter: names }).unwrap_or_default();
+        let mut merged = Merged::default();
+        let mut failed = Vec::new();
+        for (peer, answer) in self.fan_out(method, payload).await {
+            match answer.and_then(|raw| serde_json::from_slice::<Vec<PinInfo>>(&raw).map_err(|e| e.to_string())) {
+                Ok(infos) => infos.into_iter().for_each(|i| merged.add(i)),
+                Err(e) => failed.push((peer, e)),
+            }
+        }
+        // A peer that did not answer is a cluster_error on every pin listed (IPFS Cluster).
+        for (peer, e) in failed {
+            let cids: Vec<Cid> = merged.pins.keys().cloned().collect();
+            for cid in cids {
+                merged.peer_error(&cid, &peer, &e);
+            }
+        }
+        merged.pins.into_values().collect()
+    }
+}
+
+/// Per-peer `PinInfo`s merged into `GlobalPinInfo`s.
+#[derive(Default)]
+struct Merged {
+    pins: BTreeMap<Cid, GlobalPinInfo>,
+}
+
+impl Merged {
+    fn add(&mut self, info: PinInfo) {
+        let entry = self.pins.entry(info.cid.clone()).or_insert_with(|| GlobalPinInfo::new(info.cid.clone()));
+        // Top-level fields from the first answer that is not a cluster_error.
+        if entry.peer_map.values().all(|p| p.status == TrackerStatus::ClusterError)
+            && info.info.status != TrackerStatus::ClusterError
+        {
+            entry.name = info.name.clone();
+            entry.allocations = info.allocations.clone();
+            entry.origins = info.origins.clone();
+            entry.created = info.created;
+            entry.metadata = info.metadata.clone();
+        }
+        entry.peer_map.insert(info.peer.clone(), info.info);
+    }
+
+    fn peer_error(&mut self, cid: &Cid, peer: &str, error: &str) {
+        let entry = self.pins.entry(cid.clone()).or_insert_with(|| GlobalPinInfo::new(cid.clone()));
+        entry.peer_map.insert(
+            peer.to_string(),
+            PinInfoShort {
+                status: TrackerStatus::ClusterError,
+                error: error.to_string(),
+                timestamp: Timestamp::now(),
+                ..PinInfoShort::default()
+            },
+        );
+    }
+
+    fn into_one(mut self, cid: &Cid) -> GlobalPinInfo {
+        self.pins.remove(cid).unwrap_or_else(|| GlobalPinInfo::new(cid.clone()))
+    }
+}
+
+/// A single peer's `PinInfo` as a `GlobalPinInfo` (the `local=true` answers).
+fn global_from_local(info: PinInfo) -> GlobalPinInfo {
+    let mut merged = Merged::default();
+    let cid = info.cid.clone();
+    merged.add(info);
+    merged.into_one(&cid)
+}
+
+fn ready<T: Send + 'static>(result: Result<T, ApiError>) -> ApiFuture<'static, T> {
+    Box::pin(std::future::ready(result))
+}
+
+impl ClusterApi for Facade {
+    fn id(&self) -> ApiFuture<'_, Id> {
+        Box::pin(async move { self.0.api_id().await.map_err(internal) })
+    }
+
+    fn version(&self) -> ApiFuture<'_, Version> {
+        ready(Ok(Version { version: crate::cluster::VERSION.to_string() }))
+    }
+
+    fn peers(&self) -> ApiStream<Id> {
+        let facade = Facade(self.0.clone());
+        stream::once(async move {
+            let answers = facade.fan_out("Cluster.ID", Vec::new()).await;
+            answers
+                .into_iter()
+                .map(|(peer, answer)| {
+                    match answer.and_then(|raw| serde_json::from_slice::<Id>(&raw).map_err(|e| e.to_string())) {
+                        Ok(id) => Ok(id),
+                        // IPFS Cluster lists an unreachable peer with its error.
+                        Err(e) => Ok(Id { id: peer, error: e, ..Id::default() }),
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    fn peer_add(&self, peer_id: String) -> ApiFuture<'_, Id> {
+        Box::pin(async move {
+            self.0.add_peer(&peer_id).await.map_err(api_error)?;
+            Ok(Id { id: peer_id, ..Id::default() })
+        })
+    }
+
+    fn peer_remove(&self, peer_id: String) -> ApiFuture<'_, ()> {
+        Box::pin(async move { self.0.remove_peer(&peer_id).await.map_err(api_error) })
+    }
+
+    fn pin(&self, cid: Cid, options: PinOptions) -> ApiFuture<'_, Pin> {
+        Box::pin(async move { self.0.pin(Pin::with_options(cid, options)).await.map_err(api_error) })
+    }
+
+    fn pin_path(&self, path: String, options: PinOptions) -> ApiFuture<'_, Pin> {
+        Box::pin(async move {
+            let cid = self.0.resolve(&path).await.map_err(api_error)?;
+            self.0.pin(Pin::with_options(cid, options)).await.map_err(api_error)
+        })
+    }
+
+    fn unpin(&self, cid: Cid) -> ApiFuture<'_, Pin> {
+        Box::pin(async move { self.0.unpin(cid).await.map_err(api_error) })
+    }
+
+    fn unpin_path(&self, path: String) -> ApiFuture<'_, Pin> {
+        Box::pin(async move {
+            let cid = self.0.resolve(&path).await.map_err(api_error)?;
+            self.0.unpin(cid).await.map_err(api_error)
+        })
+    }
+
+    fn allocations(&self, filter: PinTypeFilter) -> ApiStream<Pin> {
+        let store = match self.0.state() {
+            Ok(store) => store,
+            Err(e) => return stream::once(std::future::ready(Err(internal(e)))).boxed(),
+        };
+        // Page by page from the store: memory stays bounded by one page.
+        stream::unfold(Some(None::<Cid>), move |cursor| {
+            let store = store.clone();
+            async move {
+                let after = cursor?;
+                let page = tokio::task::spawn_blocking(move || store.page(after.as_ref(), 1_000)).await;
+                match page {
+                    Ok(Ok(page)) => {
+                        let pins: Vec<Result<Pin, ApiError>> =
+                            page.pins.into_iter().filter(|p| filter.matches(p.pin_type)).map(Ok).collect();
+                        Some((stream::iter(pins), page.next.map(Some)))
+                    }
+                    Ok(Err(e)) => Some((stream::iter(vec![Err(internal(e))]), None)),
+                    Err(e) => Some((stream::iter(vec![Err(internal(e))]), None)),
+                }
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    fn allocation(&self, cid: Cid) -> ApiFuture<'_, Pin> {
+        Box::pin(async move {
+            let store = self.0.state().map_err(internal)?;
+            let pin =
+                tokio::task::spawn_blocking(move || store.get(&cid)).await.map_err(internal)?.map_err(internal)?;
+            pin.ok_or_else(|| ApiError::NotFound(NOT_IN_PINSET.to_string()))
+        })
+    }
+
+    fn status_all(&self, filter: TrackerFilter, local: bool) -> ApiStream<GlobalPinInfo> {
+        let facade = Facade(self.0.clone());
+        stream::once(async move {
+            if local {
+                match facade.0.local_status_all(filter, false).await {
+                    Ok(infos) => infos.into_iter().map(|i| Ok(global_from_local(i))).collect(),
+                    Err(e) => vec![Err(internal(e))],
+                }
+            } else {
+                facade.global_status_all(filter, "PinTracker.StatusAll").await.into_iter().map(Ok).collect::<Vec<_>>()
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    fn status_cids(&self, cids: Vec<Cid>, local: bool) -> ApiStream<GlobalPinInfo> {
+        let facade = Facade(self.0.clone());
+        stream::iter(cids)
+            .then(move |cid| {
+                let facade = Facade(facade.0.clone());
+                async move {
+                    if local {
+                        facade.0.local_pin_info(&cid, false).await.map(global_from_local).map_err(internal)
+                    } else {
+                        facade.global_status(&cid, "PinTracker.Status").await
+                    }
+                }
+            })
+            .boxed()
+    }
+
+    fn status(&self, cid: Cid, local: bool) -> ApiFuture<'_, GlobalPinInfo> {
+        Box::pin(async move {
+            if local {
+                self.0.local_pin_info(&cid, false).await.map(global_from_local).map_err(internal)
+            } else {
+                self.global_status(&cid, "PinTracker.Status").await
+            }
+        })
+    }
+
+    fn recover(&self, cid: Cid, local: bool) -> ApiFuture<'_, GlobalPinInfo> {
+        Box::pin(async move {
+            if local {
+                self.0.local_pin_info(&cid, true).await.map(global_from_local).map_err(internal)
+            } else {
+                self.global_status(&cid, "PinTracker.Recover").await
+            }
+        })
+    }
+
+    fn recover_all(&self, local: bool) -> ApiStream<GlobalPinInfo> {
+        let facade = Facade(self.0.clone());
+        stream::once(async move {
+            if local {
+                match facade.0.local_status_all(TrackerFilter::ALL, true).await {
+                    Ok(infos) => infos.into_iter().map(|i| Ok(global_from_local(i))).collect(),
+                    Err(e) => vec![Err(internal(e))],
+                }
+            } else {
+                facade
+                    .global_status_all(TrackerFilter::ALL, "PinTracker.RecoverAll")
+                    .await
+                    .into_iter()
+                    .map(Ok)
+                    .collect()
+            }
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    fn ipfs_gc(&self, local: bool) -> ApiFuture<'_, GlobalRepoGc> {
+        Box::pin(async move {
+            if local {
+                return Ok(GlobalRepoGc::from_local(self.0.local_repo_gc().await));
+            }
+            let mut out = GlobalRepoGc::default();
+            for (peer, answer) in self.fan_out("IPFSConnector.RepoGC", Vec::new()).await {
+                let gc = answer
+                    .and_then(|raw| serde_json::from_slice::<RepoGc>(&raw).map_err(|e| e.to_string()))
+                    .unwrap_or_else(|e| RepoGc { peer: peer.clone(), error: e, ..RepoGc::default() });
+                out.peer_map.insert(peer, gc);
+            }
+            Ok(out)
+        })
+    }
+
+    fn health_graph(&self) -> ApiFuture<'_, ConnectGraph> {
+        Box::pin(async move {
+            let mut graph = ConnectGraph { cluster_id: self.0.local_peer(), ..ConnectGraph::default() };
+            for (peer, answer) in self.fan_out("Cluster.Links", Vec::new()).await {
+                let Ok(links) = answer.and_then(|raw| serde_json::from_slice::<Links>(&raw).map_err(|e| e.to_string()))
+                else {
+                    continue;
+                };
+                graph.id_to_peername.insert(peer.clone(), links.peername);
+                graph.cluster_trust_links.insert(peer.clone(), self.0.trusts(&peer).await);
+                if !links.ipfs_id.is_empty() {
+                    graph.cluster_to_ipfs.insert(peer.clone(), links.ipfs_id.clone());
+                    graph.ipfs_links.insert(links.ipfs_id, links.ipfs_peers);
+                }
+                graph.cluster_links.insert(peer, links.cluster_peers);
+            }
+            Ok(graph)
+        })
+    }
+
+    fn alerts(&self) -> ApiFuture<'_, Vec<Alert>> {
+        Box::pin(async move {
+            let alerts = self.0.monitor_alerts();
+            serde_json::from_value(serde_json::to_value(alerts).map_err(internal)?).map_err(internal)
+        })
+    }
+
+    fn bandwidth(&self) -> ApiFuture<'_, BTreeMap<String, Bandwidth>> {
+        // Per-protocol byte counters are not collected yet; the answer is an empty map.
+        ready(Ok(BTreeMap::new()))
+    }
+
+    fn metric_names(&self) -> ApiFuture<'_, Vec<String>> {
+        ready(Ok(self.0.monitor_metric_names()))
+    }
+
+    fn metrics(&self, name: String) -> ApiFuture<'_, Vec<Metric>> {
+        Box::pin(async move {
+            let metrics = self.0.monitor_metrics(&name);
+            serde_json::from_value(serde_json::to_value(metrics).map_err(internal)?).map_err(internal)
+        })
+    }
+
+    fn add(&self, _request: AddRequest) -> ApiStream<AddedOutput> {
+        stream::once(std::future::ready(Err(ApiError::Status {
+            status: 501,
+            message: "POST /add is not implemented by this Cairn version yet; add the content with the IPFS daemon \
+                      and pin its CID"
+                .to_string(),
+        })))
+        .boxed()
+    }
+}
+
+/// `Cluster.Links`: a peer's links for `/health/graph`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Links {
+    /// The peer's name.
+    pub peername: String,
+    /// Cluster peers it is connected to.
+    pub cluster_peers: Vec<String>,
+    /// Its IPFS daemon's id (empty when unknown).
+    pub ipfs_id: String,
+    /// The IPFS daemon's swarm peers.
+    pub ipfs_peers: Vec<String>,
+}

@@ -36,6 +36,11 @@ pub struct DaemonArgs {
     /// Run `cairn init` first when the config folder has no service.json.
     #[arg(long)]
     pub init: bool,
+    /// Take part in consensus and serve the APIs, but run no IPFS connector and no pin
+    /// tracker: this peer pins nothing (a consensus witness; `cairn bench consensus` uses it
+    /// to measure consensus alone).
+    #[arg(long)]
+    pub consensus_only: bool,
     /// Do not trust the `--bootstrap` peers (by default, in crdt mode, they join
     /// `trusted_peers` for this run, as IPFS Cluster's `--bootstrap` does; nothing is saved).
     #[arg(long)]
@@ -121,8 +126,8 @@ struct Peer {
     consensus: Arc<dyn Consensus>,
     /// Feeds the consensus topics' messages to the engine.
     broadcasts: tokio::task::JoinHandle<()>,
-    /// The pin tracker.
-    tracker: cairn_tracker::PinTracker,
+    /// The pin tracker (none with `--consensus-only`).
+    tracker: Option<cairn_tracker::PinTracker>,
     /// Background jobs: pinset sync, figures, periodic recover and expiry.
     jobs: Vec<tokio::task::JoinHandle<()>>,
     /// The REST API, when `api.restapi` is configured.
@@ -184,21 +189,27 @@ impl Peer {
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
         rpc.attach_monitor(monitor.clone());
         rpc.attach_allocator(allocator(config, &policies, &monitor, swarm.local_peer_id().to_string())?);
-        let ipfs = crate::ipfs::connector(dir, config)?;
-        let stateless = &config.pin_tracker.stateless;
-        let tracker = cairn_tracker::PinTracker::start(
-            cairn_tracker::TrackerSettings {
-                peer: swarm.local_peer_id().to_string(),
-                concurrent_pins: stateless.concurrent_pins as usize,
-                priority_pin_max_age: stateless.priority_pin_max_age.0,
-                priority_pin_max_retries: stateless.priority_pin_max_retries,
-                max_pin_queue_size: usize::try_from(stateless.max_pin_queue_size).unwrap_or(usize::MAX),
-            },
-            Arc::new(crate::ipfs::TrackerIpfs(ipfs.clone())),
-        );
-        rpc.attach_ipfs(tracker.clone(), ipfs.clone());
-        let mut jobs = vec![crate::pinsync::start(consensus.clone(), tracker.clone())];
-        jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
+        let (tracker, jobs) = if args.consensus_only {
+            info!("--consensus-only: no IPFS connector and no pin tracker; this peer pins nothing");
+            (None, Vec::new())
+        } else {
+            let ipfs = crate::ipfs::connector(dir, config)?;
+            let stateless = &config.pin_tracker.stateless;
+            let tracker = cairn_tracker::PinTracker::start(
+                cairn_tracker::TrackerSettings {
+                    peer: swarm.local_peer_id().to_string(),
+                    concurrent_pins: stateless.concurrent_pins as usize,
+                    priority_pin_max_age: stateless.priority_pin_max_age.0,
+                    priority_pin_max_retries: stateless.priority_pin_max_retries,
+                    max_pin_queue_size: usize::try_from(stateless.max_pin_queue_size).unwrap_or(usize::MAX),
+                },
+                Arc::new(crate::ipfs::TrackerIpfs(ipfs.clone())),
+            );
+            rpc.attach_ipfs(tracker.clone(), ipfs.clone());
+            let mut jobs = vec![crate::pinsync::start(consensus.clone(), tracker.clone())];
+            jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
+            (Some(tracker), jobs)
+        };
         let restapi = start_restapi(dir, config, &policies, rpc.clone()).await?;
         let metrics = start_metrics(dir, config, &swarm, &policies).await?;
         Ok(Peer { policies, swarm, monitor, consensus, broadcasts, tracker, jobs, restapi, metrics })
@@ -215,7 +226,9 @@ impl Peer {
         for job in self.jobs {
             job.abort();
         }
-        self.tracker.shutdown().await;
+        if let Some(tracker) = self.tracker {
+            tracker.shutdown().await;
+        }
         self.monitor.stop();
         // Pending consensus work (queued writes, a pending batch) is flushed while the swarm
         // can still broadcast it.

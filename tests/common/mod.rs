@@ -39,6 +39,12 @@ pub fn init_named(tmp: &Path, name: &str, args: &[&str]) -> PathBuf {
     edit(&dir, |v| {
         v["plugins"]["cache_folder"] = shared_cache().to_string_lossy().into_owned().into();
         v["cluster"]["listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        // Never the default ports: the REST API on a free port, and an IPFS daemon address
+        // where nothing listens (tests that need IPFS start one and set it).
+        if v["api"].get("restapi").is_some() {
+            v["api"]["restapi"]["http_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        }
+        v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
     });
     dir
 }

@@ -81,7 +81,8 @@ impl PeerProc {
             .open(self.dir.join("daemon.log"))
             .context("open the peer's log")?;
         let mut cmd = Command::new(std::env::current_exe().context("find the cairn binary")?);
-        cmd.arg("--config").arg(&self.dir).arg("daemon");
+        // Consensus alone is measured: no IPFS daemon, no tracker.
+        cmd.arg("--config").arg(&self.dir).arg("daemon").arg("--consensus-only");
         if let Some(b) = &self.bootstrap {
             cmd.arg("--bootstrap").arg(b);
         }
@@ -385,6 +386,11 @@ fn setup(work: &Path, args: &ConsensusBench) -> anyhow::Result<Vec<PeerProc>> {
         let tcp = peer.addr.to_string();
         let listen = tcp.rsplit_once("/p2p/").map(|(a, _)| a.to_string()).unwrap_or(tcp);
         v["cluster"]["listen_multiaddress"] = json!(listen);
+        // Free ports for the REST API; the IPFS address is never dialled (`--consensus-only`).
+        let api = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        v["api"]["restapi"]["http_listen_multiaddress"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
+        let ipfs = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = json!(format!("/ip4/127.0.0.1/tcp/{ipfs}"));
         v["plugins"]["cache_folder"] = json!(work.join("plugin-cache"));
         // Every peer knows every other's address, as `cairn init --peers` writes them: raft's
         // leader must be able to dial each follower.

@@ -2,8 +2,8 @@
 
 mod bench;
 mod cases;
+mod client;
 pub(crate) mod ctl;
-mod health;
 pub(crate) mod init;
 mod plugin;
 mod plugin_bench;
@@ -36,16 +36,9 @@ enum Command {
     Init(init::InitArgs),
     /// Run the peer until SIGINT or SIGTERM; SIGHUP reloads the plugins.
     Daemon(crate::daemon::DaemonArgs),
-    /// The local peer's identity, addresses and how many peers it sees.
-    Id,
-    /// The local peer's version.
-    Version,
-    /// The cluster's peers.
-    #[command(subcommand)]
-    Peers(ctl::PeersCommand),
-    /// The cluster's metrics and alerts, as the local peer's monitor sees them.
-    #[command(subcommand)]
-    Health(health::HealthCommand),
+    /// ipfs-cluster-ctl's commands (id, peers, pin, status, add, ...): clients of the REST API.
+    #[command(flatten)]
+    Client(client::ClientCommand),
     /// Call another peer's RPC as this peer (diagnostics: what does its authorizer allow us?).
     Rpc(rpc::RpcArgs),
     /// Export, import or remove the pinset on disk (only while no daemon runs on the folder).
@@ -70,10 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => tokio.block_on(plugin::run(cmd)),
         Command::Init(args) => init::run(config_dir(cli.config)?, args),
         Command::Daemon(args) => tokio.block_on(crate::daemon::run(config_dir(cli.config)?, args)),
-        Command::Id => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Id)),
-        Command::Version => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Version)),
-        Command::Peers(ctl::PeersCommand::Ls) => tokio.block_on(ctl::run(config_dir(cli.config)?, ctl::Ask::Peers)),
-        Command::Health(cmd) => tokio.block_on(health::run(config_dir(cli.config)?, cmd)),
+        Command::Client(cmd) => tokio.block_on(client::run(cli.config, cmd)),
         Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
         Command::State(cmd) => state::run(config_dir(cli.config)?, cmd),
         Command::Bench(bench::BenchCommand::Consensus(args)) => tokio.block_on(bench::consensus(args)),

@@ -146,6 +146,9 @@ struct Op {
     timestamp: Timestamp,
     /// When the pin entered the pinset (decides priority).
     pinned_at: Timestamp,
+    /// Unpin only if IPFS has it pinned (a pin that is remote here was most likely never
+    /// pinned here); an IPFS error then drops the operation instead of failing it.
+    only_if_pinned: bool,
 }
 
 impl Op {
@@ -219,6 +222,7 @@ impl Inner {
             priority: false,
             timestamp: Timestamp::now(),
             pinned_at,
+            only_if_pinned: false,
         };
         let mut q = self.lock();
         if q.pin_queue_len() >= self.settings.max_pin_queue_size {
@@ -240,6 +244,10 @@ impl Inner {
 
     /// Queues an unpin operation for `cid`, replacing any other operation on it.
     fn enqueue_unpin(&self, cid: Cid, attempts: u32) {
+        self.enqueue_unpin_with(cid, attempts, false);
+    }
+
+    fn enqueue_unpin_with(&self, cid: Cid, attempts: u32, only_if_pinned: bool) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let op = Op {
             kind: Kind::Unpin,
@@ -251,6 +259,7 @@ impl Inner {
             priority: false,
             timestamp: Timestamp::now(),
             pinned_at: Timestamp::now(),
+            only_if_pinned,
         };
         let mut q = self.lock();
         q.unpins.push_back((cid.clone(), generation));
@@ -367,8 +376,9 @@ impl PinTracker {
             }
             self.inner.enqueue_pin(pin.cid.clone(), pin.mode(), pin.timestamp, 0);
         } else {
-            // Remote here: an earlier allocation may have pinned it.
-            self.inner.enqueue_unpin(pin.cid.clone(), 0);
+            // Remote here: an earlier allocation may have pinned it. A pending pin of it is
+            // replaced either way.
+            self.inner.enqueue_unpin_with(pin.cid.clone(), 0, true);
         }
     }
 
@@ -514,6 +524,14 @@ async fn worker(inner: Arc<Inner>, kind: Kind, mut stop: watch::Receiver<bool>) 
             Some((cid, op)) => {
                 let result = match kind {
                     Kind::Pin => inner.ipfs.pin(&cid, op.mode).await,
+                    Kind::Unpin if op.only_if_pinned => match inner.ipfs.pin_ls(&cid).await {
+                        Ok(Some(IpfsPinType::Recursive | IpfsPinType::Direct)) => inner.ipfs.unpin(&cid).await,
+                        Ok(_) => Ok(()),
+                        Err(e) => {
+                            tracing::debug!(%cid, "not checking a remote pin while IPFS fails: {e}");
+                            Ok(())
+                        }
+                    },
                     Kind::Unpin => inner.ipfs.unpin(&cid).await,
                 };
                 inner.finish(&cid, op.generation, result);

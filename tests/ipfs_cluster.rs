@@ -117,6 +117,8 @@ async fn three_peers_with_real_ipfs_daemons_allocate_pin_unpin_and_recover() {
             }
             v["cluster"]["secret"] = secret.clone();
             v["cluster"]["monitor_ping_interval"] = "2s".into();
+            v["cluster"]["disable_repinning"] = false.into();
+            v["monitor"]["pubsubmon"]["check_interval"] = "1s".into();
             v["api"]["restapi"]["http_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{api}").into();
             v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = ipfs_addr.into();
             v["ipfs_connector"]["ipfshttp"]["pin_timeout"] = "20s".into();
@@ -205,6 +207,33 @@ async fn three_peers_with_real_ipfs_daemons_allocate_pin_unpin_and_recover() {
     // Every peer serves the same global view.
     let listed = json(peers[2].api, "GET", &format!("/allocations/{everywhere}"));
     assert_eq!(listed["cid"], everywhere.as_str());
+
+    // Repinning: a holder dies (kill -9); once its ping expires (2 x 2 s) the pin is
+    // re-allocated to the third peer, whose IPFS pins it.
+    let (holder, survivor, spare) = (peers[1].id.clone(), peers[2].id.clone(), peers[0].id.clone());
+    let moving = put_everywhere(&peers, b"repinned when a holder dies").await;
+    let pin = json(api, "POST", &format!("/pins/{moving}?replication=2&user-allocations={holder},{survivor}"));
+    assert_eq!(pin["allocations"].as_array().map(Vec::len), Some(2), "{pin}");
+    wait_status(api, &moving, "pinned on both holders", |m| count(m, "pinned") == 2);
+    let started = Instant::now();
+    if let Some(mut d) = peers[1].daemon.take() {
+        d.signal("KILL");
+        d.wait_exit(common::STOP);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let pin = json(api, "GET", &format!("/allocations/{moving}"));
+        let allocs: Vec<&str> =
+            pin["allocations"].as_array().expect("allocations").iter().filter_map(Value::as_str).collect();
+        if allocs.contains(&spare.as_str()) && !allocs.contains(&holder.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not re-allocated: {pin}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_status(api, &moving, "pinned on the new holder", |m| m.get(&spare).is_some_and(|p| p["status"] == "pinned"));
+    assert!(pinned_in(&peers[0].ipfs, &moving).await);
+    eprintln!("repinned {:?} after the holder was killed", started.elapsed());
     for peer in &mut peers {
         if let Some(d) = peer.daemon.as_mut() {
             d.signal("TERM");

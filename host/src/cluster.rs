@@ -415,6 +415,16 @@ impl ClusterRpc {
         serde_json::to_vec(&answer).map_err(|e| e.to_string())
     }
 
+    /// Re-allocates `pin` without `dead` (kept allocations count as current) and commits it.
+    pub(crate) async fn repin_without(&self, mut pin: Pin, dead: &str) -> Result<(), String> {
+        let allocator = self.allocator.get().ok_or("the allocator is not running")?;
+        let current: Vec<String> = pin.allocations.iter().filter(|p| *p != dead).cloned().collect();
+        let allocations = allocator.allocate(&pin, &current, &[dead.to_string()]).await?;
+        pin.allocations = allocations;
+        pin.timestamp = Timestamp::now();
+        self.consensus()?.commit_pin(pin).await.map_err(|e| e.to_string())
+    }
+
     /// This peer's `ID`. Its `cluster_peers` is the peerset as IPFS Cluster's crdt mode
     /// defines it: this peer plus every peer with a valid `ping` metric. (Before the monitor
     /// runs, the connected peers except `caller`, since a `cairn` client is not a peer.)

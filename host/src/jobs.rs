@@ -37,7 +37,10 @@ pub fn start(
         jobs.push(tokio::spawn(recover(rpc.clone(), cluster.pin_recover_interval.0)));
     }
     if !cluster.state_sync_interval.0.is_zero() {
-        jobs.push(tokio::spawn(expire(rpc.clone(), consensus, cluster.state_sync_interval.0)));
+        jobs.push(tokio::spawn(expire(rpc.clone(), consensus.clone(), cluster.state_sync_interval.0)));
+    }
+    if !cluster.disable_repinning {
+        jobs.push(tokio::spawn(repin(rpc.clone(), consensus.clone())));
     }
     let delay = config.ipfs_connector.ipfshttp.connect_swarms_delay.0;
     if !delay.is_zero() {
@@ -140,6 +143,65 @@ async fn expire(rpc: Arc<ClusterRpc>, consensus: Arc<dyn Consensus>, every: Dura
             match consensus.commit_unpin(cid.clone()).await {
                 Ok(()) => info!(%cid, "unpinned: its expire_at has passed"),
                 Err(e) => warn!(%cid, "expired pin not unpinned: {e}"),
+            }
+        }
+    }
+}
+
+/// Repinning (`disable_repinning: false`): when a peer's `ping` metric expires, every pin
+/// allocated to it is re-allocated without it, by the trusted peer XOR-closest to the CID
+/// (the dead peer excluded), so each pin has its minimum replication again. Other pins are left
+/// alone. Alerts are watched, never consumed, so `/health/alerts` keeps updating.
+async fn repin(rpc: Arc<ClusterRpc>, consensus: Arc<dyn Consensus>) {
+    let mut handled: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let dead: Vec<(String, String)> = rpc
+            .monitor_alerts()
+            .into_iter()
+            .filter(|a| a.metric.name == "ping")
+            .map(|a| (a.metric.peer, a.triggered_at))
+            .filter(|key| !handled.contains(key))
+            .collect();
+        for (peer, triggered_at) in dead {
+            handled.insert((peer.clone(), triggered_at));
+            let store = consensus.state().clone();
+            let victim = peer.clone();
+            let affected: Vec<cairn_state::Pin> = tokio::task::spawn_blocking(move || {
+                let mut pins = Vec::new();
+                let _ = store.for_each(|pin| {
+                    if pin.allocations.contains(&victim) {
+                        pins.push(pin);
+                    }
+                    ControlFlow::Continue(())
+                });
+                pins
+            })
+            .await
+            .unwrap_or_default();
+            if affected.is_empty() {
+                continue;
+            }
+            let mut trusted = Vec::new();
+            for p in rpc.peerset().await {
+                if p != peer && rpc.trusts(&p).await {
+                    trusted.push(p);
+                }
+            }
+            let me = rpc.local_peer();
+            let mut moved = 0usize;
+            for pin in affected {
+                if closest(&trusted, &pin.cid).as_deref() != Some(me.as_str()) {
+                    continue;
+                }
+                match rpc.repin_without(pin, &peer).await {
+                    Ok(()) => moved += 1,
+                    Err(e) => warn!(%peer, "repin failed: {e}"),
+                }
+            }
+            if moved > 0 {
+                info!(%peer, pins = moved, "re-allocated the pins of a peer whose ping expired");
             }
         }
     }

@@ -30,8 +30,13 @@ fn wait_for_peers(dir: &Path, want: &[String], within: Duration) {
     let deadline = Instant::now() + within;
     let mut last = String::new();
     while Instant::now() < deadline {
-        let (ok, out, err) = run(dir, &["peers", "ls"]);
-        let mut got: Vec<String> = out.lines().map(str::to_string).collect();
+        let (ok, out, err) = run(dir, &["peers", "ls", "--enc", "json"]);
+        // One JSON `ID` object per line (the REST API's stream).
+        let mut got: Vec<String> = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|id| id["id"].as_str().map(str::to_string))
+            .collect();
         got.sort();
         if ok && got == want {
             return;

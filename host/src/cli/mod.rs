@@ -38,7 +38,7 @@ enum Command {
     Daemon(crate::daemon::DaemonArgs),
     /// ipfs-cluster-ctl's commands (id, peers, pin, status, add, ...): clients of the REST API.
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Client(Box<client::ClientCommand>),
     /// Call another peer's RPC as this peer (diagnostics: what does its authorizer allow us?).
     Rpc(rpc::RpcArgs),
     /// Export, import or remove the pinset on disk (only while no daemon runs on the folder).
@@ -63,7 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(cmd) => tokio.block_on(plugin::run(cmd)),
         Command::Init(args) => init::run(config_dir(cli.config)?, args),
         Command::Daemon(args) => tokio.block_on(crate::daemon::run(config_dir(cli.config)?, args)),
-        Command::Client(cmd) => tokio.block_on(client::run(cli.config, cmd)),
+        Command::Client(cmd) => tokio.block_on(client::run(cli.config, *cmd)),
         Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
         Command::State(cmd) => state::run(config_dir(cli.config)?, cmd),
         Command::Bench(bench::BenchCommand::Consensus(args)) => tokio.block_on(bench::consensus(args)),

@@ -29,8 +29,6 @@ const CHUNK: usize = 256 * 1024;
 /// `add`'s arguments (ipfs-cluster-ctl's flags; reference §7.1).
 #[derive(clap::Args)]
 pub struct AddArgs {
-    #[command(flatten)]
-    pub api: ApiOptions,
     /// Files or directories (directories need -r).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -90,6 +88,9 @@ pub struct AddArgs {
     /// Reference the files in place (filestore) instead of copying them.
     #[arg(long)]
     pub nocopy: bool,
+    // Last: the "Client options" heading it sets would apply to the fields after it.
+    #[command(flatten)]
+    pub api: ApiOptions,
 }
 
 /// One part of the body.
@@ -119,7 +120,7 @@ pub async fn run(client: &Client, out: &Printer, args: AddArgs) -> anyhow::Resul
     let progress = Arc::new(Mutex::new(progress));
     let local_error = Arc::new(Mutex::new(None::<String>));
     let (sender, receiver) = mpsc::channel::<Result<Frame<Bytes>, io::Error>>(4);
-    let body: Body = BodyExt::boxed_unsync(StreamBody::new(receiver));
+    let body: Body = StreamBody::new(receiver).boxed_unsync();
     let producer = tokio::spawn(produce(
         entries,
         boundary.clone(),
@@ -359,7 +360,12 @@ async fn produce(
                     if let Some((progress, total)) = &progress
                         && let Ok(mut p) = progress.lock()
                     {
-                        let state = format!("{} {} / {}", bar(sent, *total), output::human_bytes(sent), output::human_bytes(*total));
+                        let state = format!(
+                            "{} {} / {}",
+                            bar(sent, *total),
+                            output::human_bytes(sent),
+                            output::human_bytes(*total)
+                        );
                         p.update("", &state);
                     }
                 }
@@ -443,7 +449,8 @@ mod tests {
             add_query(&a).expect("query").on("/add"),
             "/add?replication-min=1&replication-max=-1&name=site&wrap-with-directory=true&raw-leaves=true&cid-version=1"
         );
-        let a = args(&["--format", "car", "--layout", "trickle", "-s", "size-1024", "--local", "--raw-leaves=false", "f"]);
+        let a =
+            args(&["--format", "car", "--layout", "trickle", "-s", "size-1024", "--local", "--raw-leaves=false", "f"]);
         assert_eq!(
             add_query(&a).expect("query").on("/add"),
             "/add?local=true&format=car&layout=trickle&chunker=size-1024&raw-leaves=false"

@@ -174,8 +174,8 @@ pub fn from_config(dir: Option<&ConfigDir>) -> anyhow::Result<Vec<Endpoint>> {
     let mut endpoints = Vec::new();
     for addr in &api.http_listen_multiaddress.0 {
         let dialable = addr.replace("/ip4/0.0.0.0/", "/ip4/127.0.0.1/").replace("/ip6/::/", "/ip6/::1/");
-        let mut endpoint =
-            parse_host(&dialable).with_context(|| format!("{}: api.restapi.http_listen_multiaddress", service.display()))?;
+        let mut endpoint = parse_host(&dialable)
+            .with_context(|| format!("{}: api.restapi.http_listen_multiaddress", service.display()))?;
         endpoint.scheme = Some(scheme);
         endpoints.push(endpoint);
     }
@@ -223,7 +223,10 @@ mod tests {
         ] {
             assert!(parse_hosts(bad).is_err(), "{bad} should be refused");
         }
-        let e = format!("{:#}", parse_hosts("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA").unwrap_err());
+        let e = format!(
+            "{:#}",
+            parse_hosts("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA").unwrap_err()
+        );
         assert!(e.contains("libp2p-http"), "{e}");
     }
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, Response};
@@ -24,17 +24,12 @@ use tokio::net::{TcpStream, UnixStream};
 
 use super::endpoint::{Endpoint, Scheme, Target};
 
-/// A request body: empty, in memory, or streamed (`add`).
+/// A request body: empty, or streamed (`add`).
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// An empty request body.
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-/// A request body held in memory.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// How long one address may take to accept a connection (and finish TLS): a dead address
@@ -136,14 +131,17 @@ impl Client {
         // clear, unless --force-http; an address that names its scheme is taken as written.
         let implied_https = authorization.is_some() && !settings.https && !settings.force_http;
         let default = if settings.https || implied_https { Scheme::Https } else { Scheme::Http };
-        let endpoints: Vec<(Endpoint, Scheme)> =
-            settings.endpoints.into_iter().map(|e| (e.scheme.unwrap_or(default), e)).map(|(s, e)| (e, s)).collect();
+        let endpoints: Vec<(Endpoint, Scheme)> = settings
+            .endpoints
+            .into_iter()
+            .map(|e| {
+                let scheme = e.scheme.unwrap_or(default);
+                (e, scheme)
+            })
+            .collect();
         let implied_https = implied_https && endpoints.iter().any(|(e, s)| e.scheme.is_none() && *s == Scheme::Https);
-        let tls = if endpoints.iter().any(|(_, s)| *s == Scheme::Https) {
-            Some(tls_config(&settings.tls)?)
-        } else {
-            None
-        };
+        let tls =
+            if endpoints.iter().any(|(_, s)| *s == Scheme::Https) { Some(tls_config(&settings.tls)?) } else { None };
         Ok(Self { endpoints, implied_https, authorization, tls, timeout: settings.timeout })
     }
 
@@ -255,7 +253,8 @@ impl Client {
             match attempt {
                 Ok(Ok(sender)) => return Ok((sender, endpoint)),
                 Ok(Err(e)) => tried.push(format!("{}://{endpoint}: {e:#}", scheme_name(*scheme))),
-                Err(_) => tried.push(format!("{}://{endpoint}: no connection within {CONNECT_TIMEOUT:?}", scheme_name(*scheme))),
+                Err(_) => tried
+                    .push(format!("{}://{endpoint}: no connection within {CONNECT_TIMEOUT:?}", scheme_name(*scheme))),
             }
         }
         let mut hint = "Is `cairn daemon` running there with api.restapi enabled? Pass --host <multiaddr|url> to \
@@ -312,8 +311,9 @@ fn handle_line(line: &[u8], on_item: &mut impl FnMut(Value) -> anyhow::Result<()
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(0);
     }
-    let value = serde_json::from_slice(line)
-        .with_context(|| format!("the API sent a line that is not JSON: {}", String::from_utf8_lossy(line).trim_end()))?;
+    let value = serde_json::from_slice(line).with_context(|| {
+        format!("the API sent a line that is not JSON: {}", String::from_utf8_lossy(line).trim_end())
+    })?;
     on_item(value)?;
     Ok(1)
 }
@@ -484,7 +484,8 @@ impl Query {
         if self.0.is_empty() {
             return path.to_owned();
         }
-        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v))).collect();
+        let pairs: Vec<String> =
+            self.0.iter().map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v))).collect();
         format!("{path}?{}", pairs.join("&"))
     }
 }

@@ -304,11 +304,10 @@ async fn health(client: &Client, out: &Printer, command: HealthCommand) -> anyho
                 }
             }
         }
-        HealthCommand::Metrics { name: None } => {
-            out.value::<Vec<String>>(client.get("/monitor/metrics").await?, |names| {
+        HealthCommand::Metrics { name: None } => out
+            .value::<Vec<String>>(client.get("/monitor/metrics").await?, |names| {
                 names.iter().map(|n| format!("{n}\n")).collect()
-            })
-        }
+            }),
         HealthCommand::Metrics { name: Some(name) } => {
             let metrics = client.get(&format!("/monitor/metrics/{}", path_escape(&name))).await?;
             let now = now_nanos();
@@ -335,7 +334,7 @@ impl Printer {
         let Some(value) = value else { return Ok(()) };
         match self.encoding {
             Encoding::Json => self.text(&format!("{}\n", pretty(&value))),
-            Encoding::Text => self.text(&text(&decode(value, std::any::type_name::<T>())?)),
+            Encoding::Text => self.text(&text(&decode(value, "answer")?)),
         }
     }
 
@@ -343,7 +342,7 @@ impl Printer {
     pub fn item<T: DeserializeOwned>(&self, item: Value, text: impl Fn(&T) -> String) -> anyhow::Result<()> {
         match self.encoding {
             Encoding::Json => self.text(&format!("{item}\n")),
-            Encoding::Text => self.text(&text(&decode(item, std::any::type_name::<T>())?)),
+            Encoding::Text => self.text(&text(&decode(item, "stream item")?)),
         }
     }
 
@@ -360,7 +359,7 @@ fn pretty(value: &Value) -> String {
 
 /// Decodes an answer; the error names what was expected.
 pub fn decode<T: DeserializeOwned>(value: Value, what: &str) -> anyhow::Result<T> {
-    serde_json::from_value(value).with_context(|| format!("the API's answer is not a valid {what}"))
+    serde_json::from_value(value).with_context(|| format!("the API sent an unexpected {what}"))
 }
 
 /// A Go duration (`90s`, `1h30m`), as the API and ipfs-cluster-ctl take them.

@@ -18,7 +18,8 @@ pub fn id(id: &Id) -> String {
         return format!("{} | ERROR: {}\n", id.id, id.error);
     }
     let mut out = String::new();
-    let _ = writeln!(out, "{} | {} | Sees {} other peers", id.id, id.peername, id.cluster_peers.len().saturating_sub(1));
+    let _ =
+        writeln!(out, "{} | {} | Sees {} other peers", id.id, id.peername, id.cluster_peers.len().saturating_sub(1));
     let mut addrs = id.addresses.clone();
     addrs.sort();
     out.push_str("  > Addresses:\n");
@@ -101,11 +102,8 @@ pub fn status(gpi: &GlobalPinInfo) -> String {
         if !info.error.is_empty() {
             let _ = write!(out, ": {}", info.error);
         }
-        let _ = writeln!(
-            out,
-            " | {} | Attempts: {} | Priority: {}",
-            info.timestamp, info.attempt_count, info.priority_pin
-        );
+        let _ =
+            writeln!(out, " | {} | Attempts: {} | Priority: {}", info.timestamp, info.attempt_count, info.priority_pin);
     }
     out
 }
@@ -189,19 +187,18 @@ pub fn human_bytes(n: u64) -> String {
     let exp = ((n as f64).log10() / 3.0).floor() as usize;
     let exp = exp.min(UNITS.len() - 1);
     let value = n as f64 / 1000f64.powi(exp as i32);
-    if value < 10.0 && exp > 0 {
-        format!("{value:.1} {}", UNITS[exp])
-    } else {
-        format!("{value:.0} {}", UNITS[exp])
-    }
+    if value < 10.0 && exp > 0 { format!("{value:.1} {}", UNITS[exp]) } else { format!("{value:.0} {}", UNITS[exp]) }
 }
 
 /// The connectivity graph as Graphviz DOT: cluster peers as boxes (named), IPFS daemons as
 /// ellipses, cluster links solid (dashed when untrusted), peer → its daemon dotted. IPFS
 /// daemons that are not some cluster peer's are left out unless `all_ipfs_peers`.
 pub fn graph_dot(graph: &ConnectGraph, all_ipfs_peers: bool) -> String {
-    let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let short = |id: &str| id.get(id.len().saturating_sub(6)..).unwrap_or(id).to_owned();
+    // DOT strings: backslash and quote escaped; labels add their `\n` line breaks after.
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let quote = |s: &str| format!("\"{s}\"");
+    let node = |kind: char, id: &str| quote(&format!("{kind}{}", esc(id)));
+    let short = |id: &str| esc(id.get(id.len().saturating_sub(6)..).unwrap_or(id));
     let own_daemons: Vec<&String> = graph.cluster_to_ipfs.values().collect();
     let shown_ipfs = |id: &String| all_ipfs_peers || own_daemons.contains(&id);
 
@@ -216,7 +213,7 @@ pub fn graph_dot(graph: &ConnectGraph, all_ipfs_peers: bool) -> String {
     cluster_peers.sort();
     for id in &cluster_peers {
         let name = graph.id_to_peername.get(*id).map(String::as_str).unwrap_or("");
-        let label = if name.is_empty() { short(id) } else { format!("{name}\\n{}", short(id)) };
+        let label = if name.is_empty() { short(id) } else { format!("{}\\n{}", esc(name), short(id)) };
         let trusted = graph.cluster_trust_links.get(*id).copied().unwrap_or(false);
         let style = if **id == graph.cluster_id {
             ", style=bold"
@@ -225,7 +222,7 @@ pub fn graph_dot(graph: &ConnectGraph, all_ipfs_peers: bool) -> String {
         } else {
             ", style=dashed"
         };
-        let _ = writeln!(out, "  {} [label={}, shape=box{style}];", quote(&format!("C{id}")), quote(&label));
+        let _ = writeln!(out, "  {} [label={}, shape=box{style}];", node('C', id), quote(&label));
     }
     out.push_str("  /* IPFS daemons */\n");
     let mut ipfs_peers: Vec<&String> = graph.ipfs_links.keys().chain(graph.ipfs_links.values().flatten()).collect();
@@ -233,26 +230,21 @@ pub fn graph_dot(graph: &ConnectGraph, all_ipfs_peers: bool) -> String {
     ipfs_peers.sort();
     ipfs_peers.dedup();
     for id in ipfs_peers.iter().filter(|id| shown_ipfs(id)) {
-        let _ = writeln!(
-            out,
-            "  {} [label={}, shape=ellipse];",
-            quote(&format!("I{id}")),
-            quote(&format!("IPFS\\n{}", short(id)))
-        );
+        let _ =
+            writeln!(out, "  {} [label={}, shape=ellipse];", node('I', id), quote(&format!("IPFS\\n{}", short(id))));
     }
     out.push_str("  /* links */\n");
     for (from, tos) in &graph.cluster_links {
         for to in tos {
-            let _ = writeln!(out, "  {} -> {};", quote(&format!("C{from}")), quote(&format!("C{to}")));
+            let _ = writeln!(out, "  {} -> {};", node('C', from), node('C', to));
         }
     }
     for (cluster, ipfs) in &graph.cluster_to_ipfs {
-        let _ =
-            writeln!(out, "  {} -> {} [style=dotted];", quote(&format!("C{cluster}")), quote(&format!("I{ipfs}")));
+        let _ = writeln!(out, "  {} -> {} [style=dotted];", node('C', cluster), node('I', ipfs));
     }
     for (from, tos) in graph.ipfs_links.iter().filter(|(from, _)| shown_ipfs(from)) {
         for to in tos.iter().filter(|to| shown_ipfs(to)) {
-            let _ = writeln!(out, "  {} -> {} [color=gray];", quote(&format!("I{from}")), quote(&format!("I{to}")));
+            let _ = writeln!(out, "  {} -> {} [color=gray];", node('I', from), node('I', to));
         }
     }
     out.push_str("}\n");
@@ -357,13 +349,16 @@ mod tests {
         assert_eq!(added(&AddedOutput { bytes: 5, ..AddedOutput::default() }), "");
 
         let m = Metric { name: "ping".into(), peer: PEER.into(), expire: 2_500_000_000, ..Metric::default() };
-        assert_eq!(metric(&m, 0), format!("{PEER} | ping: | Expires in: 2.5s (1970-01-01T00:00:02.5Z)\n"));
+        assert_eq!(metric(&m, 0), format!("{PEER} | ping:  | Expires in: 2.5s (1970-01-01T00:00:02.5Z)\n"));
         assert!(metric(&m, 3_000_000_000).contains("Expired: 0.5s ago"));
         let free = Metric { name: "freespace".into(), weight: 12_000_000, value: "12000000".into(), ..m.clone() };
         assert!(metric(&free, 0).contains("freespace: 12 MB |"));
 
         let a = Alert { metric: m, triggered_at: Timestamp::parse("1970-01-01T00:00:03Z").expect("time") };
-        assert_eq!(alert(&a), format!("{PEER}: ping. Expired at: 1970-01-01T00:00:02.5Z. Triggered at: 1970-01-01T00:00:03Z\n"));
+        assert_eq!(
+            alert(&a),
+            format!("{PEER}: ping. Expired at: 1970-01-01T00:00:02.5Z. Triggered at: 1970-01-01T00:00:03Z\n")
+        );
 
         let gc = GlobalRepoGc::from_local(RepoGc {
             peer: PEER.into(),
@@ -393,7 +388,7 @@ mod tests {
         };
         let dot = graph_dot(&graph, false);
         assert!(dot.starts_with("digraph cluster {\n") && dot.ends_with("}\n"), "{dot}");
-        assert!(dot.contains(&format!("\"C{PEER}\" [label=\"peer0\\n5JU5SA\", shape=box, style=bold];")), "{dot}");
+        assert!(dot.contains(&format!("\"C{PEER}\" [label=\"peer0\\nAJU5SA\", shape=box, style=bold];")), "{dot}");
         assert!(dot.contains(&format!("\"C{PEER}\" -> \"C{PEER2}\";")), "{dot}");
         assert!(dot.contains(&format!("\"C{PEER}\" -> \"IQmIpfsA\" [style=dotted];")), "{dot}");
         assert!(!dot.contains("QmOutsider"), "{dot}");

@@ -176,8 +176,6 @@ pub struct PinLsArgs {
 /// `status`'s arguments.
 #[derive(clap::Args)]
 pub struct StatusArgs {
-    #[command(flatten)]
-    pub api: ApiOptions,
     /// Only these CIDs (default: every pin).
     pub cids: Vec<String>,
     /// Only this peer's view (local=true).
@@ -187,18 +185,22 @@ pub struct StatusArgs {
     /// error, queued, ... (a pin is listed when any peer matches).
     #[arg(long)]
     pub filter: Option<String>,
+    // Last: the "Client options" heading it sets would apply to the fields after it.
+    #[command(flatten)]
+    pub api: ApiOptions,
 }
 
 /// `recover`'s arguments.
 #[derive(clap::Args)]
 pub struct RecoverArgs {
-    #[command(flatten)]
-    pub api: ApiOptions,
     /// Only this CID (default: every pin in an error state).
     pub cid: Option<String>,
     /// Only on this peer (local=true).
     #[arg(long)]
     pub local: bool,
+    // Last: the "Client options" heading it sets would apply to the fields after it.
+    #[command(flatten)]
+    pub api: ApiOptions,
 }
 
 /// Runs a `pin` subcommand.
@@ -238,7 +240,9 @@ pub async fn run(client: &Client, out: &Printer, command: PinCommand) -> anyhow:
                 let mut query = Query::default();
                 query.push("filter", args.filter.as_str());
                 client
-                    .stream(Method::GET, &query.on("/allocations"), empty(), None, |item| out.item::<Pin>(item, output::pin))
+                    .stream(Method::GET, &query.on("/allocations"), empty(), None, |item| {
+                        out.item::<Pin>(item, output::pin)
+                    })
                     .await
                     .map(drop)
             }

@@ -66,12 +66,7 @@ pub fn bar(done: u64, total: u64) -> String {
     const WIDTH: u64 = 30;
     let fraction = if total == 0 { 1.0 } else { (done.min(total) as f64) / (total as f64) };
     let filled = (fraction * WIDTH as f64).round() as u64;
-    format!(
-        "[{}{}] {:>3.0}%",
-        "#".repeat(filled as usize),
-        ".".repeat((WIDTH - filled) as usize),
-        fraction * 100.0
-    )
+    format!("[{}{}] {:>3.0}%", "#".repeat(filled as usize), ".".repeat((WIDTH - filled) as usize), fraction * 100.0)
 }
 
 #[cfg(test)]

@@ -19,7 +19,20 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc's `M_ARENA_MAX` (malloc.h).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const M_ARENA_MAX: libc::c_int = -8;
+
 fn main() -> ExitCode {
+    // glibc gives each thread that allocates concurrently its own arena (up to 8 per core) and
+    // keeps their freed memory; with tokio's worker and blocking threads that doubled a peer's
+    // resident memory (measured: 300 000 pins, 300-400 MiB with the default, ~200 MiB with 2).
+    // Set before any thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; called before other threads start.
+    unsafe {
+        libc::mallopt(M_ARENA_MAX, 2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(|| LogSink)

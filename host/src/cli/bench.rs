@@ -25,6 +25,8 @@ use tokio::sync::Mutex;
 pub enum BenchCommand {
     /// A local multi-process cluster: ingest, convergence, crash safety, join, streaming.
     Consensus(ConsensusBench),
+    /// Pins/s the pin tracker completes against one IPFS daemon, vs direct pin/add calls.
+    Tracker(super::bench_tracker::TrackerBench),
 }
 
 /// `cairn bench consensus` options.

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch to one module per command group.
 
 mod bench;
+mod bench_tracker;
 mod cases;
 mod client;
 pub(crate) mod ctl;
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rpc(args) => tokio.block_on(rpc::run(config_dir(cli.config)?, args)),
         Command::State(cmd) => state::run(config_dir(cli.config)?, cmd),
         Command::Bench(bench::BenchCommand::Consensus(args)) => tokio.block_on(bench::consensus(args)),
+        Command::Bench(bench::BenchCommand::Tracker(args)) => tokio.block_on(bench_tracker::run(args)),
     }
 }
 

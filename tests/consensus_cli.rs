@@ -8,34 +8,15 @@ use std::time::Duration;
 
 use common::{Daemon, START, cairn, edit, free_port, init_named, run};
 
-#[test]
-fn crdt_peers_join_converge_survive_kill_9_and_catch_up_after_a_freeze() {
+/// Runs `cairn bench consensus <args> --json` in a fresh folder; returns its JSON report after
+/// checking what every run must show: converged, identical records, nothing acknowledged lost,
+/// every kill cycle done and the frozen peer caught up.
+fn bench(args: &[&str], kill_cycles: u32) -> serde_json::Value {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = cairn(tmp.path())
-        .args(["bench", "consensus", "--preload", "5000", "--pins", "3000", "--concurrency", "16"])
-        .args(["--kill-cycles", "3", "--freeze-secs", "3", "--freeze-pins", "1000", "--json", "--workdir"])
-        .arg(tmp.path().join("work"))
-        .env("CAIRN_LOG", "error")
-        .output()
-        .expect("run the bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench failed:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
-    assert_eq!(report["join_converged"], true, "{report}");
-    assert_eq!(report["converged"], true, "{report}");
-    assert_eq!(report["identical"], true, "{report}");
-    assert_eq!(report["lost"], 0, "{report}");
-    assert_eq!(report["kill_cycles"], 3, "{report}");
-    assert_eq!(report["freeze_caught_up"], true, "{report}");
-    assert_eq!(report["pins_per_peer"], 5000 + 3000 + 1000, "{report}");
-}
-
-#[test]
-fn raft_peers_converge_survive_kill_9_and_catch_up_after_a_freeze() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = cairn(tmp.path())
-        .args(["bench", "consensus", "--consensus", "raft", "--pins", "2000", "--concurrency", "16"])
-        .args(["--kill-cycles", "3", "--freeze-secs", "3", "--freeze-pins", "500", "--json", "--workdir"])
+        .args(["bench", "consensus", "--concurrency", "16", "--kill-cycles", &kill_cycles.to_string()])
+        .args(args)
+        .args(["--json", "--workdir"])
         .arg(tmp.path().join("work"))
         .env("CAIRN_LOG", "error")
         .output()
@@ -47,7 +28,20 @@ fn raft_peers_converge_survive_kill_9_and_catch_up_after_a_freeze() {
         assert_eq!(report[key], true, "{key}: {report}");
     }
     assert_eq!(report["lost"], 0, "{report}");
-    assert_eq!(report["kill_cycles"], 3, "{report}");
+    assert_eq!(report["kill_cycles"], kill_cycles, "{report}");
+    report
+}
+
+#[test]
+fn crdt_peers_join_converge_survive_kill_9_and_catch_up_after_a_freeze() {
+    let report = bench(&["--preload", "5000", "--pins", "3000", "--freeze-secs", "3", "--freeze-pins", "1000"], 3);
+    assert_eq!(report["join_converged"], true, "{report}");
+    assert_eq!(report["pins_per_peer"], 5000 + 3000 + 1000, "{report}");
+}
+
+#[test]
+fn raft_peers_converge_survive_kill_9_and_catch_up_after_a_freeze() {
+    let report = bench(&["--consensus", "raft", "--pins", "2000", "--freeze-secs", "3", "--freeze-pins", "500"], 3);
     assert_eq!(report["pins_per_peer"], 2500, "{report}");
 }
 

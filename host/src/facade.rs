@@ -3,7 +3,6 @@
 //! and merging the answers, as IPFS Cluster's `Cluster` does.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use cairn_api::types::{ConnectGraph, GlobalPinInfo, GlobalRepoGc, IpfsRepoGc, PinInfo, PinInfoShort, RepoGc};
@@ -68,17 +67,7 @@ impl ClusterRpc {
         tracker
             .status_all(
                 filter,
-                |visit: &mut dyn FnMut(Pin)| {
-                    tokio::task::block_in_place(|| {
-                        store
-                            .for_each(|pin| {
-                                visit(pin);
-                                ControlFlow::Continue(())
-                            })
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    })
-                },
+                |visit: &mut dyn FnMut(Pin)| crate::pinsync::walk(&store, visit),
                 |status, pin| found.push((status, pin.cloned())),
             )
             .await?;
@@ -473,10 +462,7 @@ impl ClusterApi for Facade {
     }
 
     fn metrics(&self, name: String) -> ApiFuture<'_, Vec<Metric>> {
-        Box::pin(async move {
-            let metrics = self.0.monitor_metrics(&name);
-            serde_json::from_value(serde_json::to_value(metrics).map_err(internal)?).map_err(internal)
-        })
+        Box::pin(async move { Ok(self.0.monitor_metrics(&name)) })
     }
 
     fn add(&self, _request: AddRequest) -> ApiStream<AddedOutput> {

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use cairn_consensus::{Consensus, PinChange};
-use cairn_state::Pin;
+use cairn_state::{Pin, PinStore};
 use cairn_tracker::{PinTracker, TrackerFilter, TrackerStatus};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
@@ -32,6 +32,20 @@ pub fn start(consensus: Arc<dyn Consensus>, tracker: PinTracker) -> JoinHandle<(
     })
 }
 
+/// Visits every pin of `store`, for the tracker's status walks. A long disk walk: the runtime
+/// moves its other tasks off this thread meanwhile.
+pub fn walk(store: &PinStore, visit: &mut dyn FnMut(Pin)) -> Result<(), String> {
+    tokio::task::block_in_place(|| {
+        store
+            .for_each(|pin| {
+                visit(pin);
+                ControlFlow::Continue(())
+            })
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Queues every allocated pin IPFS does not have, in one pass over the pinset and one
 /// `pin/ls` (pins already pinned cost nothing).
 pub async fn full_sync(consensus: &Arc<dyn Consensus>, tracker: &PinTracker) {
@@ -40,18 +54,7 @@ pub async fn full_sync(consensus: &Arc<dyn Consensus>, tracker: &PinTracker) {
     let result = tracker
         .status_all(
             TrackerFilter::of(&[TrackerStatus::UnexpectedlyUnpinned]),
-            |visit: &mut dyn FnMut(Pin)| {
-                // A long disk walk: let the runtime move other tasks off this thread.
-                tokio::task::block_in_place(|| {
-                    store
-                        .for_each(|pin| {
-                            visit(pin);
-                            ControlFlow::Continue(())
-                        })
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            },
+            |visit: &mut dyn FnMut(Pin)| walk(&store, visit),
             |status, pin| {
                 if status.status == TrackerStatus::UnexpectedlyUnpinned
                     && let Some(pin) = pin

@@ -286,6 +286,36 @@ pub struct Metric {
     pub received_at: i64,
 }
 
+impl Metric {
+    /// A valid metric about `peer` that expires `ttl` after `now` (Unix ns).
+    pub fn new(
+        name: impl Into<String>,
+        peer: impl Into<String>,
+        value: impl Into<String>,
+        ttl: std::time::Duration,
+        now: i64,
+    ) -> Self {
+        Metric {
+            name: name.into(),
+            peer: peer.into(),
+            value: value.into(),
+            expire: now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX)),
+            valid: true,
+            ..Metric::default()
+        }
+    }
+
+    /// Whether it has expired at `now` (Unix ns).
+    pub fn expired(&self, now: i64) -> bool {
+        now >= self.expire
+    }
+
+    /// Whether it should be ignored at `now`: invalid or expired (Go's `Metric.Discard`).
+    pub fn discard(&self, now: i64) -> bool {
+        !self.valid || self.expired(now)
+    }
+}
+
 /// An expired metric (`GET /health/alerts`): the metric's fields plus `triggered_at`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {

@@ -114,8 +114,8 @@ impl PeerProc {
     }
 
     fn stop(&mut self) {
+        self.signal("TERM");
         if let Some(mut child) = self.child.take() {
-            self.signal_pid(child.id(), "TERM");
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -126,10 +126,6 @@ impl PeerProc {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    fn signal_pid(&self, pid: u32, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
     }
 
     fn rss_kib(&self) -> Option<u64> {

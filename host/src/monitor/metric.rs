@@ -1,63 +1,13 @@
 //! IPFS Cluster's `Metric` and `Alert` objects (REST JSON field names, §1.4 of the reference)
 //! and the time encodings they use: Unix nanoseconds, and RFC 3339 for `triggered_at`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// One measurement a peer published about itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metric {
-    /// `ping`, `freespace`, `tag:<name>`, `pinqueue`, `numpin`, ...
-    pub name: String,
-    /// The peer the metric is about (base58 peer id).
-    pub peer: String,
-    /// The value, always a string (a number, a tag value or a JSON document).
-    pub value: String,
-    /// When it stops being valid, in Unix nanoseconds.
-    pub expire: i64,
-    /// Whether the informer could measure it. Invalid metrics are never published.
-    pub valid: bool,
-    /// The allocator's weight (higher is preferred).
-    pub weight: i64,
-    /// Whether peers sharing a value form one allocation partition (tags).
-    pub partitionable: bool,
-    /// When this peer received it, in Unix nanoseconds (0 until received).
-    #[serde(default)]
-    pub received_at: i64,
-}
-
-impl Metric {
-    /// A valid metric about `peer` that expires `ttl` after `now` (Unix ns).
-    pub fn new(
-        name: impl Into<String>,
-        peer: impl Into<String>,
-        value: impl Into<String>,
-        ttl: Duration,
-        now: i64,
-    ) -> Self {
-        Metric {
-            name: name.into(),
-            peer: peer.into(),
-            value: value.into(),
-            expire: now.saturating_add(i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX)),
-            valid: true,
-            weight: 0,
-            partitionable: false,
-            received_at: 0,
-        }
-    }
-
-    /// Whether it has expired at `now` (Unix ns).
-    pub fn expired(&self, now: i64) -> bool {
-        now >= self.expire
-    }
-
-    /// Whether it should be ignored at `now`: invalid or expired (Go's `Metric.Discard`).
-    pub fn discard(&self, now: i64) -> bool {
-        !self.valid || self.expired(now)
-    }
-}
+/// One measurement a peer published about itself: the REST API's `Metric`, which is also what
+/// travels on the metrics topic.
+pub use cairn_api::Metric;
 
 /// A metric that expired without a fresh one replacing it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +60,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn formats_like_go_rfc3339nano() {

@@ -322,6 +322,11 @@ impl ClusterRpc {
         let _ = self.consensus.set(consensus);
     }
 
+    /// The allocator, once attached.
+    pub(crate) fn allocator(&self) -> Option<&crate::allocate::Allocator> {
+        self.allocator.get()
+    }
+
     /// Attach the allocator.
     pub fn attach_allocator(&self, allocator: crate::allocate::Allocator) {
         let _ = self.allocator.set(allocator);
@@ -503,6 +508,8 @@ impl RpcHandler for ClusterRpc {
                     serde_json::to_vec(&links)
                 }
                 "Cluster.PinGet" => return self.pin_get(&payload).await,
+                crate::add::BLOCK_STREAM => return self.block_stream(&payload).await,
+                crate::apis::REPO_STAT => return self.local_repo_stat().await,
                 "Cluster.Pins" => return self.pins(&payload).await,
                 "Cluster.PinsetFingerprints" => {
                     // The pinset's bucket fingerprints, whatever the engine: equal answers from

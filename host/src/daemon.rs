@@ -36,6 +36,9 @@ pub struct DaemonArgs {
     /// Run `cairn init` first when the config folder has no service.json.
     #[arg(long)]
     pub init: bool,
+    /// With --init: the IPFS backend of the new config (ipfshttp or embedded).
+    #[arg(long, value_enum, default_value = "ipfshttp", requires = "init")]
+    pub ipfs: crate::cli::init::IpfsChoice,
     /// Take part in consensus and serve the APIs, but run no IPFS connector and no pin
     /// tracker: this peer pins nothing (a consensus witness; `cairn bench consensus` uses it
     /// to measure consensus alone).
@@ -45,6 +48,14 @@ pub struct DaemonArgs {
     /// `trusted_peers` for this run, as IPFS Cluster's `--bootstrap` does; nothing is saved).
     #[arg(long)]
     pub no_trust: bool,
+    /// Serve Prometheus metrics on `observations.metrics.prometheus_endpoint`, whatever
+    /// `enable_stats` says (IPFS Cluster's `--stats`).
+    #[arg(long)]
+    pub stats: bool,
+    /// Export OpenTelemetry spans over OTLP, whatever `observations.tracing.enable_tracing`
+    /// says (IPFS Cluster's `--tracing`; see the README's "Tracing").
+    #[arg(long)]
+    pub tracing: bool,
 }
 
 impl DaemonArgs {
@@ -81,7 +92,9 @@ pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
 
     if args.init && !dir.service().exists() {
-        crate::cli::init::run(dir.clone(), crate::cli::init::InitArgs::default())?;
+        let mut init = crate::cli::init::InitArgs::default();
+        init.ipfs = args.ipfs;
+        crate::cli::init::run(dir.clone(), init)?;
     }
     // Everything that can be wrong with the files is found before anything is written.
     let loaded = load_config(&dir)?;
@@ -90,6 +103,7 @@ pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     let consensus = config.consensus_kind().context("no consensus configured")?;
     check_secret(&dir, config, consensus)?;
     let _lock = lock_config_dir(&dir)?;
+    crate::security::log(config, args.stats);
 
     let peer = Peer::start(&dir, config, &identity, &args).await?;
     let listening = peer.swarm.listen_addrs().await.unwrap_or_default();
@@ -130,10 +144,14 @@ struct Peer {
     tracker: Option<cairn_tracker::PinTracker>,
     /// Background jobs: pinset sync, figures, periodic recover and expiry.
     jobs: Vec<tokio::task::JoinHandle<()>>,
-    /// The REST API, when `api.restapi` is configured.
-    restapi: Option<cairn_api::ApiServer>,
+    /// The IPFS node inside this process, with `ipfs_connector.embedded`.
+    embedded_ipfs: Option<Arc<cairn_ipfs_embedded::EmbeddedIpfs>>,
+    /// The HTTP endpoints of the configured `api` sections.
+    apis: crate::apis::Apis,
     /// The Prometheus endpoint's task, when `observations.metrics.enable_stats` is on.
     metrics: Option<tokio::task::JoinHandle<()>>,
+    /// The OpenTelemetry span export, when `observations.tracing.enable_tracing` is on.
+    tracing: Option<crate::telemetry::Tracing>,
 }
 
 impl Peer {
@@ -143,6 +161,9 @@ impl Peer {
         identity: &Identity,
         args: &DaemonArgs,
     ) -> anyhow::Result<Peer> {
+        let tracing = crate::telemetry::start(config, &identity.peer_id.to_string(), args.tracing)?;
+        // The peer's metrics registry; components register into it when stats are on.
+        let telemetry = cairn_telemetry::Telemetry::new();
         let policies = Policies::load(dir, config, args.bootstrap_trust()).await?;
         let peer_authorizer = policies
             .slots
@@ -189,11 +210,14 @@ impl Peer {
             .map_err(|e| anyhow::anyhow!("{}: {e}", dir.service().display()))?;
         rpc.attach_monitor(monitor.clone());
         rpc.attach_allocator(allocator(config, &policies, &monitor, swarm.local_peer_id().to_string())?);
+        let mut embedded_ipfs = None;
         let (tracker, jobs) = if args.consensus_only {
             info!("--consensus-only: no IPFS connector and no pin tracker; this peer pins nothing");
             (None, Vec::new())
         } else {
-            let ipfs = crate::ipfs::connector(dir, config)?;
+            let backend = crate::ipfs::connector(dir, config).await?;
+            embedded_ipfs = backend.embedded;
+            let ipfs = backend.connector;
             let stateless = &config.pin_tracker.stateless;
             let tracker = cairn_tracker::PinTracker::start(
                 cairn_tracker::TrackerSettings {
@@ -210,16 +234,27 @@ impl Peer {
             jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
             (Some(tracker), jobs)
         };
-        let restapi = start_restapi(dir, config, &policies, rpc.clone()).await?;
-        let metrics = start_metrics(dir, config, &swarm, &policies).await?;
-        Ok(Peer { policies, swarm, monitor, consensus, broadcasts, tracker, jobs, restapi, metrics })
+        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone()).await?;
+        let metrics =
+            start_metrics(dir, config, args, &telemetry, &swarm, &policies, &consensus, tracker.as_ref()).await?;
+        Ok(Peer {
+            policies,
+            swarm,
+            monitor,
+            consensus,
+            broadcasts,
+            tracker,
+            jobs,
+            embedded_ipfs,
+            apis,
+            metrics,
+            tracing,
+        })
     }
 
     async fn stop(self) {
         // Stop taking requests first, then the work behind them.
-        if let Some(api) = self.restapi {
-            api.shutdown().await;
-        }
+        self.apis.stop().await;
         if let Some(metrics) = self.metrics {
             metrics.abort();
         }
@@ -228,6 +263,9 @@ impl Peer {
         }
         if let Some(tracker) = self.tracker {
             tracker.shutdown().await;
+        }
+        if let Some(node) = self.embedded_ipfs {
+            node.shutdown().await;
         }
         self.monitor.stop();
         // Pending consensus work (queued writes, a pending batch) is flushed while the swarm
@@ -240,37 +278,11 @@ impl Peer {
             warn!("swarm shutdown: {e}");
         }
         self.policies.stop();
+        // Last, so the spans of the shutdown are sent too.
+        if let Some(tracing) = self.tracing {
+            tracing.stop().await;
+        }
     }
-}
-
-/// Start the REST API when `api.restapi` is present (removing the section disables it).
-async fn start_restapi(
-    dir: &ConfigDir,
-    config: &ServiceConfig,
-    policies: &Policies,
-    rpc: Arc<ClusterRpc>,
-) -> anyhow::Result<Option<cairn_api::ApiServer>> {
-    let Some(section) = &config.api.restapi else {
-        info!("api.restapi is not configured: the REST API is off");
-        return Ok(None);
-    };
-    let server = crate::restapi::server_config(dir, "api.restapi", cairn_api::Api::Restapi, section)?;
-    let authorizer = match policies.slots.get("api.restapi.authorizer_plugin") {
-        Some(Slot::Authorizer(s)) => s.clone(),
-        _ => bail!("api.restapi: no authorizer plugin loaded"),
-    };
-    let cors = match policies.slots.get("api.restapi.cors_plugin") {
-        Some(Slot::Cors(s)) => s.clone(),
-        _ => bail!("api.restapi: no CORS plugin loaded"),
-    };
-    let policy = Arc::new(crate::restapi::PluginPolicy { authorizer, cors });
-    let api = cairn_api::serve(server, Arc::new(crate::facade::Facade(rpc)), policy)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: api.restapi: {e}", dir.service().display()))?;
-    for addr in api.local_addrs() {
-        info!(%addr, "REST API listening");
-    }
-    Ok(Some(api))
 }
 
 /// The allocator: the allocator plugin with the monitor's metrics and the cluster's
@@ -322,22 +334,55 @@ fn allocator(
     })
 }
 
-/// Serve `/metrics` when `observations.metrics.enable_stats` is on.
+/// Serve `/metrics` when `observations.metrics.enable_stats` (or `--stats`) is on: the
+/// components' families are registered into `telemetry` here, with libp2p's, the plugins'
+/// and the pin statuses (scanned every `reporting_interval`).
+#[allow(clippy::too_many_arguments)]
 async fn start_metrics(
     dir: &ConfigDir,
     config: &ServiceConfig,
+    args: &DaemonArgs,
+    telemetry: &cairn_telemetry::Telemetry,
     swarm: &SwarmHandle,
     policies: &Policies,
+    consensus: &Arc<dyn Consensus>,
+    tracker: Option<&cairn_tracker::PinTracker>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let settings = &config.observations.metrics;
-    if !settings.enable_stats {
+    if !(settings.enable_stats || args.stats) {
         return Ok(None);
     }
     let addr = crate::metrics::socket_addr(&settings.prometheus_endpoint)
         .map_err(|e| anyhow::anyhow!("{}: observations.metrics.prometheus_endpoint: {e}", dir.service().display()))?;
-    let plugins = policies.slots.iter().map(|(key, slot)| (key.clone(), slot.stats_reader())).collect();
-    let sources = Arc::new(crate::metrics::Sources { swarm: swarm.clone(), plugins });
-    let (bound, task) = crate::metrics::serve(addr, sources).await.context("start the metrics endpoint")?;
+    swarm.register_metrics(telemetry).await.context("register the swarm's metrics")?;
+    consensus.register_metrics(telemetry);
+    if let Some(tracker) = tracker {
+        tracker.register_metrics(telemetry);
+    }
+    let points = policies
+        .slots
+        .iter()
+        .map(|(key, slot)| {
+            let (kind, stats) = (slot.kind(), slot.stats_reader());
+            let about: Box<dyn Fn() -> (String, cairn_policy::ReloadStats) + Send + Sync> = match slot.clone() {
+                Slot::Authorizer(s) => Box::new(move || (s.current().name().to_owned(), s.reload_stats())),
+                Slot::Cors(s) => Box::new(move || (s.current().name().to_owned(), s.reload_stats())),
+                Slot::Allocator(s) => Box::new(move || (s.current().name().to_owned(), s.reload_stats())),
+            };
+            cairn_telemetry::PluginSource::new(key.clone(), move || {
+                let (plugin, reloads) = about();
+                crate::metrics::plugin_figures(&plugin, kind, stats(), reloads)
+            })
+        })
+        .collect();
+    telemetry.register_collector(cairn_telemetry::PluginCollector::new(points));
+    let scan = tracker.map(|tracker| crate::metrics::PinScan {
+        tracker: tracker.clone(),
+        consensus: consensus.clone(),
+        every: settings.reporting_interval.0.max(std::time::Duration::from_secs(10)),
+    });
+    let (bound, task) =
+        crate::metrics::serve(addr, telemetry.clone(), scan).await.context("start the metrics endpoint")?;
     info!(endpoint = %format!("http://{bound}/metrics"), "metrics endpoint listening");
     Ok(Some(task))
 }
@@ -456,7 +501,7 @@ pub(crate) fn lock_config_dir(dir: &ConfigDir) -> anyhow::Result<File> {
 
 /// The active plugin of one decision point.
 #[derive(Clone)]
-enum Slot {
+pub(crate) enum Slot {
     Authorizer(Arc<PluginSlot<AuthorizerPlugin>>),
     Cors(Arc<PluginSlot<CorsPlugin>>),
     Allocator(Arc<PluginSlot<AllocatorPlugin>>),
@@ -507,11 +552,11 @@ impl Slot {
 
 /// Every decision point's plugin, loaded through one runtime. The components that decide
 /// (APIs, RPC, allocation) will take their slot from here.
-struct Policies {
+pub(crate) struct Policies {
     /// Peers trusted for this run only (`--bootstrap`), re-applied on every reload.
     extra_trusted: Vec<String>,
     settings: RuntimeSettings,
-    slots: BTreeMap<String, Slot>,
+    pub(crate) slots: BTreeMap<String, Slot>,
     watchers: Vec<tokio::task::JoinHandle<()>>,
 }
 

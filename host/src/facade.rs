@@ -134,7 +134,7 @@ impl Facade {
     }
 
     /// Calls `method` on every peer of the peerset (this one directly), in parallel.
-    async fn fan_out(&self, method: &str, payload: Vec<u8>) -> Vec<(String, Result<Vec<u8>, String>)> {
+    pub(crate) async fn fan_out(&self, method: &str, payload: Vec<u8>) -> Vec<(String, Result<Vec<u8>, String>)> {
         let me = self.0.local_peer();
         let calls = self.peerset().await.into_iter().map(|peer| {
             let (payload, method, me) = (payload.clone(), method.to_string(), me.clone());
@@ -465,14 +465,8 @@ impl ClusterApi for Facade {
         Box::pin(async move { Ok(self.0.monitor_metrics(&name)) })
     }
 
-    fn add(&self, _request: AddRequest) -> ApiStream<AddedOutput> {
-        stream::once(std::future::ready(Err(ApiError::Status {
-            status: 501,
-            message: "POST /add is not implemented by this Cairn version yet; add the content with the IPFS daemon \
-                      and pin its CID"
-                .to_string(),
-        })))
-        .boxed()
+    fn add(&self, request: AddRequest) -> ApiStream<AddedOutput> {
+        crate::add::add(self.0.clone(), request)
     }
 }
 

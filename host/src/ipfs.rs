@@ -1,10 +1,11 @@
-//! The daemon's IPFS side: the connector built from `ipfs_connector.ipfshttp`, and the adapter
+//! The daemon's IPFS side: the connector built from `ipfs_connector` (ipfshttp or embedded), and the adapter
 //! through which the pin tracker uses it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use cairn_ipfs::{IpfsConnector, IpfsHttp, IpfsHttpConfig, PinRequest, PinStatus as IpfsPinStatus};
+use cairn_ipfs_embedded::EmbeddedIpfs;
 use cairn_state::{Cid, PinMode};
 use cairn_tracker::{IpfsPinType, IpfsPins};
 use futures::StreamExt;
@@ -12,9 +13,28 @@ use futures::future::BoxFuture;
 
 use crate::config::{ConfigDir, ServiceConfig};
 
-/// The connector of `ipfs_connector.ipfshttp`; a bad address names the key.
-pub fn connector(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Arc<dyn IpfsConnector>> {
-    let section = &config.ipfs_connector.ipfshttp;
+/// The IPFS backend of `ipfs_connector`: the Kubo RPC client, or the node inside this process.
+pub struct IpfsBackend {
+    /// What the tracker, informers and APIs talk to.
+    pub connector: Arc<dyn IpfsConnector>,
+    /// The embedded node, to stop with the peer.
+    pub embedded: Option<Arc<EmbeddedIpfs>>,
+}
+
+/// Builds the configured backend; a bad setting names its key, an embedded node that cannot
+/// start names its data folder.
+pub async fn connector(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<IpfsBackend> {
+    let file = dir.service();
+    if let Some(section) = &config.ipfs_connector.embedded {
+        let node = EmbeddedIpfs::start(section, &dir.0, config.secret_bytes())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: ipfs_connector.embedded: {e}", file.display()))?;
+        tracing::info!(peer_id = %node.peer_id(), folder = %node.data_folder().display(), "embedded IPFS node started");
+        return Ok(IpfsBackend { connector: node.clone(), embedded: Some(node) });
+    }
+    let Some(section) = &config.ipfs_connector.ipfshttp else {
+        anyhow::bail!("{}: ipfs_connector has no IPFS backend", file.display());
+    };
     let settings = IpfsHttpConfig {
         node_multiaddress: section.node_multiaddress.clone(),
         connect_swarms_delay: section.connect_swarms_delay.0,
@@ -27,8 +47,8 @@ pub fn connector(dir: &ConfigDir, config: &ServiceConfig) -> anyhow::Result<Arc<
         ..IpfsHttpConfig::default()
     };
     let http = IpfsHttp::new(settings)
-        .map_err(|e| anyhow::anyhow!("{}: ipfs_connector.ipfshttp.node_multiaddress: {e}", dir.service().display()))?;
-    Ok(Arc::new(http))
+        .map_err(|e| anyhow::anyhow!("{}: ipfs_connector.ipfshttp.node_multiaddress: {e}", file.display()))?;
+    Ok(IpfsBackend { connector: Arc::new(http), embedded: None })
 }
 
 /// [`IpfsPins`] over the connector.

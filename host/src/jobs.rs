@@ -42,9 +42,12 @@ pub fn start(
     if !cluster.disable_repinning {
         jobs.push(tokio::spawn(repin(rpc.clone(), consensus.clone())));
     }
-    let delay = config.ipfs_connector.ipfshttp.connect_swarms_delay.0;
+    let delay = config.ipfs_connector.connect_swarms_delay();
     if !delay.is_zero() {
-        jobs.push(tokio::spawn(connect_swarms(rpc, ipfs, delay)));
+        // An embedded node finds the other peers' nodes only this way (no DHT, no bootstrap),
+        // so it retries often; a Kubo daemon has its own discovery, so every 5 minutes will do.
+        let every = if config.ipfs_connector.embedded.is_some() { 10 } else { 300 };
+        jobs.push(tokio::spawn(connect_swarms(rpc, ipfs, delay, Duration::from_secs(every))));
     }
     jobs
 }
@@ -222,9 +225,9 @@ fn closest(peers: &[String], cid: &Cid) -> Option<String> {
 /// `connect_swarms_delay`: after the delay, and then every few minutes, ask this peer's IPFS
 /// daemon to connect to the other peers' IPFS daemons (their addresses travel in the `ping`
 /// metrics), so content moves between them.
-async fn connect_swarms(rpc: Arc<ClusterRpc>, ipfs: Arc<dyn IpfsConnector>, delay: Duration) {
+async fn connect_swarms(rpc: Arc<ClusterRpc>, ipfs: Arc<dyn IpfsConnector>, delay: Duration, every: Duration) {
     tokio::time::sleep(delay).await;
-    let mut tick = tokio::time::interval(Duration::from_secs(300));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let (me, _) = rpc.ipfs_identity();

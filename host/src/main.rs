@@ -1,6 +1,8 @@
 //! `cairn`: an IPFS Cluster peer whose policy decisions are sandboxed WebAssembly plugins.
 
+mod add;
 mod allocate;
+mod apis;
 mod cli;
 mod cluster;
 mod config;
@@ -13,6 +15,8 @@ mod metrics;
 mod monitor;
 mod pinsync;
 mod restapi;
+mod security;
+mod telemetry;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -33,11 +37,17 @@ fn main() -> ExitCode {
     unsafe {
         libc::mallopt(M_ARENA_MAX, 2);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(|| LogSink)
-        .log_internal_errors(false)
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // The log filter applies to every layer: the OpenTelemetry slot (filled by the daemon
+        // when tracing is on) records the spans the log lets through.
+        tracing_subscriber::registry()
+            .with(telemetry::subscriber_slot())
+            .with(tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| "info".into()))
+            .with(tracing_subscriber::fmt::layer().with_writer(|| LogSink).log_internal_errors(false))
+            .init();
+    }
     let args = cli::Cli::parse();
     if !args.is_daemon() {
         // Rust ignores SIGPIPE, so `println!` into a closed pipe (`cairn plugin check … | head`)

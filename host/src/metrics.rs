@@ -1,27 +1,28 @@
-//! The Prometheus endpoint (`observations.metrics`): when `enable_stats` is on, the peer
-//! serves `GET /metrics` on `prometheus_endpoint` (127.0.0.1:8888 by default; like IPFS
-//! Cluster's, it has no auth, so keep it on localhost). Counters come from the swarm and
-//! from every decision point's plugin.
+//! The Prometheus endpoint (`observations.metrics`): when `enable_stats` (or `--stats`) is on,
+//! the peer serves `GET /metrics` on `prometheus_endpoint` (127.0.0.1:8888 by default; like IPFS
+//! Cluster's, it has no auth, so keep it on localhost).
+//!
+//! Everything comes from one [`Telemetry`] registry (`host/telemetry` lists every family): the
+//! swarm's peer RPC figures and libp2p's own, the tracker's operations and pins per status,
+//! consensus commits and sync figures, IPFS requests, API requests and each decision point's
+//! plugin figures. A scraper that asks for OpenMetrics (Prometheus does) gets it; anything else
+//! gets the classic text format 0.0.4, as IPFS Cluster serves.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use cairn_policy::PluginStats;
-use cairn_swarm::SwarmHandle;
+use cairn_consensus::Consensus;
+use cairn_policy::{PluginKind, PluginStats, ReloadStats};
+use cairn_state::Pin;
+use cairn_telemetry::{Format, PluginFigures, Telemetry};
+use cairn_tracker::PinTracker;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-
-/// Where the numbers come from.
-pub struct Sources {
-    pub swarm: SwarmHandle,
-    /// Each decision point's key and a way to read its active plugin's counters.
-    pub plugins: Vec<(String, Box<dyn Fn() -> PluginStats + Send + Sync>)>,
-}
 
 /// `/ip4/<ip>/tcp/<port>` or `/ip6/<ip>/tcp/<port>` as a socket address.
 pub fn socket_addr(multiaddr: &str) -> anyhow::Result<SocketAddr> {
@@ -36,109 +37,99 @@ pub fn socket_addr(multiaddr: &str) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// Serve `/metrics` on `addr` until the returned task is aborted; returns the bound address.
+/// What `cairn_pins` needs to count the statuses of pins with no operation in flight: the
+/// tracker, the pinset, and how often to walk it.
+pub struct PinScan {
+    pub tracker: PinTracker,
+    pub consensus: Arc<dyn Consensus>,
+    pub every: Duration,
+}
+
+/// Serve `/metrics` on `addr` until the returned task is aborted (the task also runs the
+/// periodic pin status scan); returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
-    sources: Arc<Sources>,
+    telemetry: Telemetry,
+    scan: Option<PinScan>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
+    let accept = async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let sources = sources.clone();
+            let telemetry = telemetry.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let sources = sources.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&sources, &req).await) }
+                    let telemetry = telemetry.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(&telemetry, &req)) }
                 });
                 let _ =
                     hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
             });
         }
+    };
+    let task = tokio::spawn(async move {
+        match scan {
+            Some(scan) => {
+                tokio::join!(accept, scan_pin_states(scan));
+            }
+            None => accept.await,
+        }
     });
     Ok((bound, task))
 }
 
-async fn respond(sources: &Sources, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(telemetry: &Telemetry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() != "/metrics" {
         let mut not_found = Response::new(Full::new(Bytes::from_static(b"not found\n")));
         *not_found.status_mut() = StatusCode::NOT_FOUND;
         return not_found;
     }
-    let connected = sources.swarm.connected_peers().await.map(|p| p.len()).unwrap_or(0);
-    let mut response = Response::new(Full::new(Bytes::from(render(sources, connected))));
-    if let Ok(value) = "text/plain; version=0.0.4".parse() {
+    let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let mut response = Response::new(Full::new(Bytes::from(telemetry.encode(format))));
+    if let Ok(value) = format.content_type().parse() {
         response.headers_mut().insert(hyper::header::CONTENT_TYPE, value);
     }
     response
 }
 
-/// The Prometheus text exposition of every counter.
-fn render(sources: &Sources, connected_peers: usize) -> String {
-    let swarm = sources.swarm.stats();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "{name}{labels} {value}");
+/// Counts the pins' settled statuses (pinned, remote, ...) every `scan.every`: one walk of the
+/// pinset and one `pin/ls` of IPFS, as `cairn status --local` does.
+async fn scan_pin_states(scan: PinScan) {
+    loop {
+        let store = scan.consensus.state().clone();
+        let walk = |visit: &mut dyn FnMut(Pin)| crate::pinsync::walk(&store, visit);
+        if let Err(e) = scan.tracker.scan_statuses(walk).await {
+            tracing::debug!("pin status scan for the metrics failed: {e}");
         }
-    };
-    let one = |v: u64| vec![(String::new(), v)];
-    metric(
-        "cairn_swarm_connected_peers",
-        "gauge",
-        "Peers connected to the cluster swarm.",
-        &one(connected_peers as u64),
-    );
-    metric("cairn_rpc_served_total", "counter", "Peer RPC calls served.", &one(swarm.rpc_served));
-    metric(
-        "cairn_rpc_denied_total",
-        "counter",
-        "Peer RPC calls refused by the peer authorizer.",
-        &one(swarm.rpc_denied),
-    );
-    metric("cairn_rpc_failed_total", "counter", "Peer RPC calls whose handler failed.", &one(swarm.rpc_failed));
-    metric(
-        "cairn_swarm_handshake_failures_total",
-        "counter",
-        "Connections that failed their handshake (often a cluster secret mismatch).",
-        &one(swarm.handshake_failures),
-    );
-    let stats: Vec<(String, PluginStats)> = sources.plugins.iter().map(|(key, read)| (key.clone(), read())).collect();
-    let per_point = |f: &dyn Fn(&PluginStats) -> u64| -> Vec<(String, u64)> {
-        stats.iter().map(|(key, s)| (format!("{{point=\"{key}\"}}"), f(s))).collect()
-    };
-    metric(
-        "cairn_plugin_calls_total",
-        "counter",
-        "Calls into the decision point's active plugin.",
-        &per_point(&|s| s.calls),
-    );
-    metric(
-        "cairn_plugin_failures_total",
-        "counter",
-        "Plugin calls that failed and fell back to the fail-safe decision.",
-        &per_point(&|s| s.failures),
-    );
-    metric(
-        "cairn_plugin_deadline_total",
-        "counter",
-        "Plugin calls stopped at their CPU deadline.",
-        &per_point(&|s| s.deadline),
-    );
-    metric(
-        "cairn_plugin_instances_created_total",
-        "counter",
-        "Plugin instances started (first, replacements, recycling).",
-        &per_point(&|s| s.instances_created),
-    );
-    out
+        tokio::time::sleep(scan.every).await;
+    }
+}
+
+/// A decision point's figures for `cairn_plugin_*`.
+pub fn plugin_figures(plugin: &str, kind: PluginKind, stats: PluginStats, reloads: ReloadStats) -> PluginFigures {
+    PluginFigures {
+        plugin: plugin.to_owned(),
+        kind: kind.to_string(),
+        calls: stats.calls,
+        failures: stats.failures,
+        deadline: stats.deadline,
+        out_of_memory: stats.out_of_memory,
+        traps: stats.traps,
+        malformed: stats.malformed,
+        denials: stats.denials,
+        instances_created: stats.instances_created,
+        latency_buckets: stats.latency.buckets(),
+        latency_sum: stats.latency.sum_nanos as f64 / 1e9,
+        reloads: reloads.reloads,
+        reload_failures: reloads.failures,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::socket_addr;
+    use super::*;
 
     #[test]
     fn endpoint_multiaddrs() {
@@ -146,5 +137,36 @@ mod tests {
         assert_eq!(socket_addr("/ip6/::1/tcp/0").expect("addr").to_string(), "[::1]:0");
         assert!(socket_addr("/ip4/127.0.0.1/udp/8888").is_err());
         assert!(socket_addr("/dns4/localhost/tcp/8888").is_err());
+    }
+
+    /// The endpoint serves the registry in the format the scraper asks for.
+    #[tokio::test]
+    async fn metrics_endpoint_negotiates_the_format() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let telemetry = Telemetry::new();
+        let stats = PluginStats { calls: 3, denials: 1, ..PluginStats::default() };
+        let figures = plugin_figures("builtin:basic-auth", PluginKind::Authorizer, stats, ReloadStats::default());
+        assert_eq!(figures.latency_buckets.len(), cairn_policy::LATENCY_BUCKETS.len() + 1);
+        telemetry.register_collector(cairn_telemetry::PluginCollector::new(vec![cairn_telemetry::PluginSource::new(
+            "api.restapi.authorizer_plugin",
+            move || figures.clone(),
+        )]));
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), telemetry, None).await.expect("serve");
+        let get = |accept: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let request = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.expect("read");
+            answer
+        };
+        let text = get("").await;
+        assert!(text.contains("content-type: text/plain; version=0.0.4"), "{text}");
+        assert!(text.contains("cairn_plugin_calls_total{point=\"api.restapi.authorizer_plugin\"} 3\n"), "{text}");
+        assert!(text.contains("# TYPE cairn_plugin_calls_total counter\n"), "{text}");
+        let open = get("Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n").await;
+        assert!(open.contains("content-type: application/openmetrics-text"), "{open}");
+        assert!(open.contains("# TYPE cairn_plugin_calls counter\n") && open.ends_with("# EOF\n"), "{open}");
+        task.abort();
     }
 }

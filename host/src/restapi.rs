@@ -137,7 +137,8 @@ pub fn server_config(dir: &ConfigDir, key: &str, api: Api, section: &HttpApiConf
     }
     if listen.is_empty() {
         // IPFS Cluster keeps the default address for an empty value (§10.6).
-        listen.push(ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 9094))));
+        let port = if api == Api::Pinsvcapi { 9097 } else { 9094 };
+        listen.push(ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], port))));
     }
     let tls = match (section.ssl_cert_file.is_empty(), section.ssl_key_file.is_empty()) {
         (true, true) => None,

@@ -41,10 +41,18 @@ pub fn init_named(tmp: &Path, name: &str, args: &[&str]) -> PathBuf {
         v["cluster"]["listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
         // Never the default ports: the REST API on a free port, and an IPFS daemon address
         // where nothing listens (tests that need IPFS start one and set it).
-        if v["api"].get("restapi").is_some() {
-            v["api"]["restapi"]["http_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        for api in ["restapi", "pinsvcapi"] {
+            if v["api"].get(api).is_some() {
+                v["api"][api]["http_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+            }
         }
-        v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        if v["api"].get("ipfsproxy").is_some() {
+            v["api"]["ipfsproxy"]["listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+            v["api"]["ipfsproxy"]["node_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        }
+        if v["ipfs_connector"].get("ipfshttp").is_some() {
+            v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{}", free_port()).into();
+        }
     });
     dir
 }

@@ -1,4 +1,5 @@
-//! Cairn's HTTP APIs: the IPFS Cluster REST API server.
+//! Cairn's HTTP APIs: the IPFS Cluster REST API server ([`serve`]) and the IPFS Pinning
+//! Service API server ([`serve_pinsvc`], see [`pinsvc`]), on the same server machinery.
 //!
 //! The server is mechanism only. What the cluster does is behind [`ClusterApi`] (one method per
 //! route); who may call and which CORS headers a browser gets is behind [`RequestPolicy`] (the
@@ -36,7 +37,8 @@ mod cluster;
 mod config;
 mod conn;
 mod error;
-mod multipart;
+pub mod multipart;
+pub mod pinsvc;
 mod policy;
 pub mod query;
 mod response;
@@ -55,7 +57,7 @@ pub use policy::{
     Api, ApiRequest, BasicCredentials, CorsRequest, Credentials, Denial, Header, OpenPolicy, PreflightRequest,
     RequestDecision, RequestPolicy, TokenDecision,
 };
-pub use server::{ApiServer, serve};
+pub use server::{ApiServer, IncomingStream, StreamIo, serve, serve_pinsvc, serve_streams};
 pub use types::{
     AddedOutput, Alert, Bandwidth, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, Id, IpfsId, IpfsRepoGc,
     Metric, PinInfo, PinInfoShort, PinTypeFilter, RepoGc, Token, TrackerFilter, TrackerStatus, Version,

@@ -17,7 +17,7 @@ const NO_BOUNDARY: &str = "no multipart boundary param in Content-Type";
 
 /// The boundary of a `multipart/form-data` (or `multipart/mixed`) content type, as Go's
 /// `Request.MultipartReader` accepts it.
-pub(crate) fn boundary(content_type: Option<&str>) -> Result<String, ApiError> {
+pub fn boundary(content_type: Option<&str>) -> Result<String, ApiError> {
     let content_type = content_type.filter(|v| !v.is_empty()).ok_or_else(|| ApiError::bad_request(NOT_MULTIPART))?;
     let mut pieces = content_type.split(';');
     let media_type = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -82,7 +82,7 @@ fn multipart_error(e: multer::Error) -> ApiError {
 }
 
 /// The request body as a byte stream that fails once `deadline` passes.
-pub(crate) fn deadline_stream<S, E>(
+pub fn deadline_stream<S, E>(
     body: S,
     deadline: Option<Instant>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static
@@ -126,7 +126,7 @@ fn to_part(field: multer::Field<'static>) -> AddPart {
 
 /// Reads up to the first part of the body (a malformation so far is a 400 answer) and returns
 /// the request whose parts stream on from there.
-pub(crate) async fn add_request<S>(
+pub async fn add_request<S>(
     params: AddParams,
     body: S,
     boundary: String,

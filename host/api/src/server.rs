@@ -10,7 +10,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
@@ -18,9 +18,9 @@ use crate::cluster::ClusterApi;
 use crate::config::{ListenAddr, ServerConfig};
 use crate::conn::{Activity, ConnIo, Io, Limits, Phase, watchdog};
 use crate::error::ServeError;
-use crate::policy::RequestPolicy;
+use crate::policy::{Api, RequestPolicy};
 use crate::response::Common;
-use crate::service::{ConnInfo, Shared, handle};
+use crate::service::{App, ConnInfo, Shared, handle};
 use crate::tls;
 use crate::trailers::Sentinel;
 
@@ -78,32 +78,94 @@ impl Drop for ApiServer {
     }
 }
 
+/// A byte stream accepted by someone else (a libp2p stream), for [`serve_streams`].
+pub trait StreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> StreamIo for T {}
+
+/// A connection handed to [`serve_streams`].
+pub struct IncomingStream {
+    /// The stream.
+    pub io: Box<dyn StreamIo>,
+    /// The remote address as the policy sees it (e.g. the peer's multiaddress).
+    pub remote_addr: String,
+    /// The authenticated libp2p peer id of the other side.
+    pub peer_id: Option<String>,
+}
+
 enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener),
+    Streams(mpsc::Receiver<IncomingStream>),
 }
 
+/// An accepted connection: the stream, the remote address, the remote peer id.
+type Accepted = (Box<dyn Io>, String, Option<String>);
+
 impl Listener {
-    async fn accept(&self) -> io::Result<(Box<dyn Io>, String)> {
+    /// The next connection; `None` when the listener can give no more (the stream source closed).
+    async fn accept(&mut self) -> Option<io::Result<Accepted>> {
         match self {
-            Listener::Tcp(l) => {
-                let (stream, peer) = l.accept().await?;
+            Listener::Tcp(l) => Some(l.accept().await.map(|(stream, peer)| {
                 // Small NDJSON lines should not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                Ok((Box::new(stream), peer.to_string()))
-            }
+                (Box::new(stream) as Box<dyn Io>, peer.to_string(), None)
+            })),
             // Go reports a unix socket client as "@".
-            Listener::Unix(l) => l.accept().await.map(|(stream, _)| (Box::new(stream) as Box<dyn Io>, "@".to_owned())),
+            Listener::Unix(l) => {
+                Some(l.accept().await.map(|(stream, _)| (Box::new(stream) as Box<dyn Io>, "@".to_owned(), None)))
+            }
+            Listener::Streams(rx) => {
+                rx.recv().await.map(|s| Ok((Box::new(s.io) as Box<dyn Io>, s.remote_addr, s.peer_id)))
+            }
         }
     }
 }
 
-/// Starts the server: checks the configuration (TLS files, headers), binds every address, and
-/// serves until [`ApiServer::shutdown`].
+/// Serves the REST API on connections accepted elsewhere (the libp2p-http host), as
+/// [`Api::Libp2pHttp`]: the same routes, auth and CORS as [`serve`], with the remote peer id
+/// given to the policy. `config.listen` and `config.tls` are ignored (libp2p encrypts).
+pub async fn serve_streams(
+    mut config: ServerConfig,
+    api: Arc<dyn ClusterApi>,
+    policy: Arc<dyn RequestPolicy>,
+    incoming: mpsc::Receiver<IncomingStream>,
+) -> Result<ApiServer, ServeError> {
+    config.api = Api::Libp2pHttp;
+    config.tls = None;
+    let common = Common { headers: configured_headers(&config)? };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(Shared { config, api, policy, common, sentinel: Sentinel::new(), app: App::Rest });
+    let listener = tokio::spawn(accept_loop(Listener::Streams(incoming), shared, None, shutdown_rx));
+    Ok(ApiServer { local_addrs: Vec::new(), shutdown, listeners: vec![listener], unix_paths: Vec::new() })
+}
+
+/// Starts the REST API server: checks the configuration (TLS files, headers), binds every
+/// address, and serves until [`ApiServer::shutdown`].
 pub async fn serve(
     config: ServerConfig,
     api: Arc<dyn ClusterApi>,
     policy: Arc<dyn RequestPolicy>,
+) -> Result<ApiServer, ServeError> {
+    start(config, api, policy, App::Rest).await
+}
+
+/// Starts the Pinning Service API server (`api.pinsvcapi`) on the same machinery as [`serve`]:
+/// listeners, TLS, timeouts, the policy's auth and CORS, `POST /token` and `GET /health`.
+/// `config.api` is set to [`Api::Pinsvcapi`], so the policy always sees which API is asked.
+pub async fn serve_pinsvc(
+    mut config: ServerConfig,
+    api: Arc<dyn ClusterApi>,
+    policy: Arc<dyn RequestPolicy>,
+) -> Result<ApiServer, ServeError> {
+    config.api = Api::Pinsvcapi;
+    start(config, api, policy, App::PinSvc).await
+}
+
+async fn start(
+    config: ServerConfig,
+    api: Arc<dyn ClusterApi>,
+    policy: Arc<dyn RequestPolicy>,
+    app: App,
 ) -> Result<ApiServer, ServeError> {
     if config.listen.is_empty() {
         return Err(ServeError::NoListenAddress);
@@ -132,7 +194,7 @@ pub async fn serve(
     }
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let shared = Arc::new(Shared { config, api, policy, common, sentinel: Sentinel::new() });
+    let shared = Arc::new(Shared { config, api, policy, common, sentinel: Sentinel::new(), app });
     let listeners = bound
         .into_iter()
         .zip(&local_addrs)
@@ -163,7 +225,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 async fn accept_loop(
-    listener: Listener,
+    mut listener: Listener,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
@@ -173,10 +235,12 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, remote)) => {
-                    connections.spawn(connection(stream, remote, shared.clone(), tls.clone(), for_connections.clone()));
+                Some(Ok((stream, remote, peer_id))) => {
+                    let conn = connection(stream, remote, peer_id, shared.clone(), tls.clone(), for_connections.clone());
+                    connections.spawn(conn);
                 }
-                Err(e) => {
+                None => break,
+                Some(Err(e)) => {
                     // Usually EMFILE: back off instead of spinning.
                     tracing::warn!("API accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -205,6 +269,7 @@ async fn accept_loop(
 async fn connection(
     stream: Box<dyn Io>,
     remote_addr: String,
+    peer_id: Option<String>,
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
@@ -240,8 +305,13 @@ async fn connection(
     };
 
     let activity = Activity::new();
-    let info =
-        Arc::new(ConnInfo { remote_addr, tls: config.tls.is_some(), client_cert_subject, activity: activity.clone() });
+    let info = Arc::new(ConnInfo {
+        remote_addr,
+        peer_id,
+        tls: config.tls.is_some(),
+        client_cert_subject,
+        activity: activity.clone(),
+    });
     let io = ConnIo::new(stream, activity.clone(), shared.sentinel.rewriter());
     let service = {
         let shared = shared.clone();

@@ -11,6 +11,9 @@
 //!    301 (gorilla/mux's clean-path redirect);
 //! 5. the router: 404 `{"code":404,"message":"not found"}`, 405 with an empty body, or a
 //!    handler.
+//!
+//! The Pinning Service API ([`App::PinSvc`]) runs steps 1–4 unchanged and then its own router
+//! (`crate::pinsvc`); there every error body, a denial's included, is the spec's `Failure`.
 
 use std::sync::Arc;
 
@@ -43,6 +46,15 @@ use crate::types::{ErrorBody, PinTypeFilter, Token, TrackerFilter};
 /// Largest `POST /peers` body read (it is one small JSON object).
 const MAX_JSON_BODY: usize = 1 << 20;
 
+/// Which API a server answers behind the shared listener, auth and CORS machinery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum App {
+    /// The IPFS Cluster REST API.
+    Rest,
+    /// The IPFS Pinning Service API.
+    PinSvc,
+}
+
 /// What every request of a server shares.
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
@@ -50,11 +62,25 @@ pub(crate) struct Shared {
     pub(crate) policy: Arc<dyn RequestPolicy>,
     pub(crate) common: Common,
     pub(crate) sentinel: Sentinel,
+    pub(crate) app: App,
+}
+
+impl Shared {
+    /// An error in this API's error body: `{"code":..,"message":..}` for the REST API, a
+    /// `Failure` for the Pinning Service API.
+    pub(crate) fn error(&self, error: &ApiError) -> Response<ResBody> {
+        match self.app {
+            App::Rest => self.common.error(error),
+            App::PinSvc => crate::pinsvc::failure(&self.common, error),
+        }
+    }
 }
 
 /// What every request of a connection shares.
 pub(crate) struct ConnInfo {
     pub(crate) remote_addr: String,
+    /// The libp2p peer of a libp2p-http connection.
+    pub(crate) peer_id: Option<String>,
     pub(crate) tls: bool,
     pub(crate) client_cert_subject: Option<String>,
     pub(crate) activity: Arc<Activity>,
@@ -80,9 +106,8 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Reques
 
 async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started: Instant) -> Response<ResBody> {
     let (parts, body) = req.into_parts();
-    let common = &shared.common;
     let Some(path) = query::decode_path(parts.uri.path()) else {
-        return common.error(&ApiError::bad_request("invalid URL escape in path"));
+        return shared.error(&ApiError::bad_request("invalid URL escape in path"));
     };
     let raw_query = parts.uri.query().unwrap_or("");
 
@@ -118,7 +143,7 @@ async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started
                 tracing::trace!(principal = %principal, "request allowed");
             }
             RequestDecision::Deny(denial) => {
-                return denial_response(common, denial.status, &denial.reason, &denial.headers);
+                return denial_response(shared, denial.status, &denial.reason, &denial.headers);
             }
         }
     }
@@ -165,6 +190,10 @@ async fn route(
             response.headers_mut().insert(LOCATION, v);
         }
         return response;
+    }
+
+    if shared.app == App::PinSvc {
+        return crate::pinsvc::route(shared, parts, body, path, raw_query, request, started).await;
     }
 
     // 5. The router.
@@ -266,14 +295,19 @@ async fn route(
         Route::Bandwidth => common.result(api.bandwidth().await),
         Route::Metrics(name) => common.result(api.metrics(name.to_owned()).await),
         Route::MetricNames => common.result(api.metric_names().await),
-        Route::Token => match shared.policy.issue_token(request).await {
-            TokenDecision::Token(token) => common.json(200, &Token { token }),
-            TokenDecision::Deny(d) => denial_response(common, d.status, &d.reason, &d.headers),
-        },
+        Route::Token => token(shared, request).await,
         Route::Health => match api.health().await {
             Ok(()) => common.no_content(204),
             Err(e) => common.error(&e),
         },
+    }
+}
+
+/// `POST /token` (reference §1.7), the same on every API.
+pub(crate) async fn token(shared: &Shared, request: &ApiRequest) -> Response<ResBody> {
+    match shared.policy.issue_token(request).await {
+        TokenDecision::Token(token) => shared.common.json(200, &Token { token }),
+        TokenDecision::Deny(d) => denial_response(shared, d.status, &d.reason, &d.headers),
     }
 }
 
@@ -369,7 +403,7 @@ fn api_request(shared: &Shared, conn: &ConnInfo, parts: &Parts, path: &str, raw_
         query: raw_query.to_owned(),
         headers,
         remote_addr: conn.remote_addr.clone(),
-        peer_id: None,
+        peer_id: conn.peer_id.clone(),
         tls: conn.tls,
         credentials: credentials(header_str(&parts.headers, "authorization")),
         client_cert_subject: conn.client_cert_subject.clone(),
@@ -403,16 +437,16 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A denial as IPFS Cluster's auth handler answers: the status, the denial's headers, the
-/// configured headers and the error object. A status that is not an error status is a policy
-/// bug and is answered 500.
-fn denial_response(common: &Common, status: u16, reason: &str, headers: &[Header]) -> Response<ResBody> {
+/// configured headers and the API's error body. A status that is not an error status is a
+/// policy bug and is answered 500.
+fn denial_response(shared: &Shared, status: u16, reason: &str, headers: &[Header]) -> Response<ResBody> {
     let error = if (400..=599).contains(&status) {
         ApiError::Status { status, message: reason.to_owned() }
     } else {
         tracing::warn!(status, "request policy denied with a non-error status");
         ApiError::internal(format!("request denied with invalid status {status}"))
     };
-    let mut response = common.error(&error);
+    let mut response = shared.error(&error);
     append_policy_headers(response.headers_mut(), headers);
     response
 }

@@ -610,3 +610,37 @@ async fn shutdown_timeout_closes_what_does_not_finish() {
     let out = slow.await.expect("joins");
     assert!(out.is_empty(), "connection closed without an answer: {out}");
 }
+
+#[tokio::test]
+async fn streams_from_elsewhere_are_served_as_libp2p_http_with_their_peer_id() {
+    let cluster = std::sync::Arc::new(FakeCluster::default());
+    let policy = std::sync::Arc::new(FakePolicy::default());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let server = serve_streams(local_config(), cluster, policy.clone(), rx).await.expect("serves");
+    assert!(server.local_addrs().is_empty(), "no socket of its own");
+
+    let (client, server_side) = tokio::io::duplex(64 * 1024);
+    let incoming = IncomingStream {
+        io: Box::new(server_side),
+        remote_addr: "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWQ".into(),
+        peer_id: Some("12D3KooWQ".into()),
+    };
+    tx.send(incoming).await.expect("accepted");
+    let r = send_on(client, request("GET", "/id", &[("authorization", ADMIN_BASIC)], "")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = policy.last_request().expect("authorized");
+    assert_eq!(seen.api, Api::Libp2pHttp);
+    assert_eq!(seen.peer_id.as_deref(), Some("12D3KooWQ"));
+    assert_eq!(seen.remote_addr, "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWQ");
+    assert!(!seen.tls);
+
+    // The same auth applies: no credentials, no answer.
+    let (client, server_side) = tokio::io::duplex(64 * 1024);
+    tx.send(IncomingStream { io: Box::new(server_side), remote_addr: "x".into(), peer_id: None }).await.expect("sent");
+    let r = send_on(client, request("GET", "/id", &[], "")).await;
+    assert_eq!(r.status, 401);
+
+    // The source closing ends the listener; shutdown still completes.
+    drop(tx);
+    tokio::time::timeout(WAIT, server.shutdown()).await.expect("shutdown in time");
+}

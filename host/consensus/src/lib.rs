@@ -114,4 +114,9 @@ pub trait Consensus: Send + Sync + 'static {
     }
     /// Flushes pending work (batched updates) and stops background tasks.
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ConsensusError>>;
+    /// Adds the engine's metric families (commits, and the engine's own figures) to
+    /// `telemetry`. Call once. The engine records them from its start either way.
+    fn register_metrics(&self, telemetry: &cairn_telemetry::Telemetry) {
+        let _ = telemetry;
+    }
 }

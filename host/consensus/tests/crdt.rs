@@ -365,3 +365,42 @@ async fn applied_changes_are_announced_for_local_and_remote_writes() {
     cluster.remove("a").await;
     cluster.remove("b").await;
 }
+
+/// The value of the sample `line_start` (name and labels) in a Prometheus text exposition.
+fn sample(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no sample {line_start} in:\n{text}")) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_broadcasts_and_applied_records_are_counted() {
+    let cluster = Cluster::new(&["a", "b"]);
+    let (a, b) = (cluster.add("a", settings()), cluster.add("b", settings()));
+    let (ta, tb) = (cairn_telemetry::Telemetry::new(), cairn_telemetry::Telemetry::new());
+    a.register_metrics(&ta);
+    b.register_metrics(&tb);
+    for n in 0..10 {
+        a.commit_pin(pin(n)).await.expect("commit");
+    }
+    a.commit_unpin(cid(0)).await.expect("unpin");
+    assert!(converged(&[&a, &b], Duration::from_secs(10)).await, "no convergence in 10 s");
+
+    let text = ta.encode(cairn_telemetry::Format::Prometheus);
+    assert_eq!(sample(&text, "cairn_consensus_commits_total{engine=\"crdt\",op=\"pin\",outcome=\"ok\"}"), 10);
+    assert_eq!(sample(&text, "cairn_consensus_commits_total{engine=\"crdt\",op=\"unpin\",outcome=\"ok\"}"), 1);
+    assert_eq!(sample(&text, "cairn_consensus_commit_duration_seconds_count{engine=\"crdt\",op=\"pin\"}"), 10);
+    assert_eq!(sample(&text, "cairn_crdt_records_broadcast_total"), 11);
+    assert!(sample(&text, "cairn_crdt_broadcasts_total") >= 1, "{text}");
+    assert!(sample(&text, "cairn_crdt_store_commit_duration_seconds_count") >= 1, "{text}");
+
+    let text = tb.encode(cairn_telemetry::Format::Prometheus);
+    let applied = sample(&text, "cairn_crdt_records_applied_total{source=\"delta\"}")
+        + sample(&text, "cairn_crdt_records_applied_total{source=\"sync\"}");
+    assert!(applied >= 10, "{text}");
+    assert_eq!(sample(&text, "cairn_crdt_deltas_received_total{outcome=\"refused\"}"), 0);
+    for id in ["a", "b"] {
+        cluster.remove(id).await;
+    }
+}

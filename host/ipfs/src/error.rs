@@ -78,6 +78,17 @@ pub enum IpfsError {
         /// What was wrong with it.
         detail: String,
     },
+
+    /// An in-process node (the embedded connector) failed the call.
+    #[error("ipfs {call} at {daemon}: {message}")]
+    Node {
+        /// The call, named like the RPC path (`pin/add`).
+        call: &'static str,
+        /// The node, e.g. `embedded ipfs node at /var/lib/cairn/ipfs`.
+        daemon: String,
+        /// What went wrong, with its cause.
+        message: String,
+    },
 }
 
 impl IpfsError {

@@ -181,6 +181,7 @@ impl Inner {
         Ok(vec![(cid, status_of(value)?)])
     }
 
+    #[tracing::instrument(skip_all, name = "ipfs.pin", fields(cid = %request.cid, mode = ?request.mode))]
     async fn pin(self: &Arc<Self>, request: PinRequest) -> Result<PinOutcome> {
         let status = self.pin_ls_cid(request.cid, Some(request.mode)).await?;
         if status.satisfies(request.mode) {
@@ -277,6 +278,7 @@ impl Inner {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, name = "ipfs.unpin", fields(cid = %cid))]
     async fn unpin(&self, cid: Cid) -> Result<UnpinOutcome> {
         const CALL: &str = "pin/rm";
         if self.config.unpin_disable {

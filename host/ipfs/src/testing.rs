@@ -235,8 +235,9 @@ fn harness_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/ipfs")
 }
 
-/// The folder holding js-ipfs's node_modules: `$CAIRN_JSIPFS_DIR`, else install.sh's cache.
-async fn jsipfs_dir() -> Result<PathBuf, DaemonError> {
+/// The folder holding js-ipfs's node_modules (and the other npm tools of tests/ipfs):
+/// `$CAIRN_JSIPFS_DIR`, else install.sh's cache.
+pub async fn jsipfs_dir() -> Result<PathBuf, DaemonError> {
     static DIR: OnceCell<PathBuf> = OnceCell::const_new();
     DIR.get_or_try_init(|| async {
         let dir = match std::env::var_os("CAIRN_JSIPFS_DIR") {

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::config::{DaemonAddr, IpfsHttpConfig};
 use crate::error::{IpfsError, Result};
@@ -86,7 +87,34 @@ impl Transport {
 
     /// Sends `POST /api/v0/<call>?<query>` and returns the response if it is 2xx; any other status
     /// becomes [`IpfsError::Daemon`] with the daemon's message. No timeout here: callers bound it.
+    /// Each request is an `ipfs.request` span and counts in `cairn_ipfs_requests` (its time
+    /// until the response head in `cairn_ipfs_request_duration_seconds`).
     pub(crate) async fn post(
+        &self,
+        call: &'static str,
+        query: &[(&str, String)],
+        body: Option<(String, Bytes)>,
+    ) -> Result<Response<Incoming>> {
+        let span = tracing::info_span!("ipfs.request", endpoint = call, status = tracing::field::Empty);
+        let started = std::time::Instant::now();
+        let result = self.send(call, query, body).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(response) => {
+                span.record("status", response.status().as_u16());
+                "ok"
+            }
+            Err(IpfsError::Daemon { status, .. }) => {
+                span.record("status", status);
+                "http_error"
+            }
+            Err(IpfsError::Unreachable { .. }) => "unreachable",
+            Err(_) => "error",
+        };
+        cairn_telemetry::IpfsMetrics::global().request(call, outcome, started.elapsed());
+        result
+    }
+
+    async fn send(
         &self,
         call: &'static str,
         query: &[(&str, String)],

@@ -67,6 +67,9 @@ impl AuthorizerPlugin {
         let result = b.cairn_policy_authorizer().call_authorize_request(store, req).await;
         let decision = self.0.finish(lease, result)?;
         check_request_decision(&decision).map_err(|why| self.0.malformed(why))?;
+        if matches!(decision, RequestDecision::Deny(_)) {
+            self.0.denied();
+        }
         Ok(decision)
     }
 
@@ -85,6 +88,7 @@ impl AuthorizerPlugin {
         let decision = self.0.finish(lease, result)?;
         if let PeerDecision::Deny(reason) = &decision {
             check_text("deny reason", reason, MAX_REASON).map_err(|why| self.0.malformed(why))?;
+            self.0.denied();
         }
         Ok(decision)
     }
@@ -105,6 +109,9 @@ impl AuthorizerPlugin {
             TokenDecision::Deny(denial) => check_denial(denial),
         };
         checked.map_err(|why| self.0.malformed(why))?;
+        if matches!(decision, TokenDecision::Deny(_)) {
+            self.0.denied();
+        }
         Ok(decision)
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
@@ -202,6 +202,62 @@ pub(crate) trait Kind: Send + Sync + 'static {
     ) -> impl Future<Output = wasmtime::Result<Result<(), String>>> + Send;
 }
 
+/// Upper bounds (seconds) of the call latency buckets of [`CallLatency`]: 10 µs to about
+/// 38 ms, ×2.5 (the default call deadline is 10 ms); a last bucket takes the rest.
+pub const LATENCY_BUCKETS: [f64; 10] =
+    [0.000_01, 0.000_025, 0.000_062_5, 0.000_156_25, 0.000_39, 0.000_977, 0.002_44, 0.006_1, 0.015_3, 0.038_1];
+
+/// A histogram of call latencies (checkout to answer, waiting for an instance included).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallLatency {
+    /// Calls per bucket of [`LATENCY_BUCKETS`], not cumulative, plus one last bucket for
+    /// slower calls (`LATENCY_BUCKETS.len() + 1` entries once a call was made).
+    pub counts: Vec<u64>,
+    /// Sum of the latencies, in nanoseconds.
+    pub sum_nanos: u64,
+}
+
+impl CallLatency {
+    /// (upper bound in seconds, calls in that bucket) pairs; the last bound is infinity.
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .enumerate()
+            .map(|(i, le)| (le, self.counts.get(i).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Calls counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// The atomic side of [`CallLatency`].
+#[derive(Default)]
+struct LatencyCounters {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyCounters {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS.iter().position(|&le| seconds <= le).unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> CallLatency {
+        CallLatency {
+            counts: self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect(),
+            sum_nanos: self.sum_nanos.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Counters of one loaded plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginStats {
@@ -219,6 +275,10 @@ pub struct PluginStats {
     pub malformed: u64,
     /// Instances created (the first one, replacements, recycling).
     pub instances_created: u64,
+    /// Deny answers (authorizer plugins; a failure's fail-safe denial is not counted).
+    pub denials: u64,
+    /// How long calls took.
+    pub latency: CallLatency,
 }
 
 #[derive(Default)]
@@ -230,6 +290,8 @@ struct Counters {
     traps: AtomicU64,
     malformed: AtomicU64,
     instances_created: AtomicU64,
+    denials: AtomicU64,
+    latency: LatencyCounters,
 }
 
 /// A warm instance and its store.
@@ -244,6 +306,8 @@ pub(crate) struct Slot<K: Kind> {
 pub(crate) struct Lease<'a, K: Kind> {
     slot: Slot<K>,
     _permit: SemaphorePermit<'a>,
+    /// When the call asked for an instance.
+    started: Instant,
 }
 
 impl<K: Kind> Lease<'_, K> {
@@ -327,11 +391,19 @@ impl<K: Kind> Loaded<K> {
             traps: get(&c.traps),
             malformed: get(&c.malformed),
             instances_created: get(&c.instances_created),
+            denials: get(&c.denials),
+            latency: c.latency.snapshot(),
         }
+    }
+
+    /// Count a deny answer.
+    pub(crate) fn denied(&self) {
+        self.0.counters.denials.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Take a warm instance (or make one) and start the call's deadline.
     pub(crate) async fn checkout(&self) -> Result<Lease<'_, K>, CallFailure> {
+        let started = Instant::now();
         self.0.counters.calls.fetch_add(1, Ordering::Relaxed);
         // The semaphore is never closed, so acquire cannot fail.
         let permit =
@@ -345,16 +417,18 @@ impl<K: Kind> Loaded<K> {
                     StartError::Failed(f) => f,
                 };
                 self.record(&failure);
+                self.0.counters.latency.observe(started.elapsed());
                 failure
             })?,
         };
         start_deadline(&mut slot.store, self.0.limits.call_deadline);
-        Ok(Lease { slot, _permit: permit })
+        Ok(Lease { slot, _permit: permit, started })
     }
 
     /// End a call: keep the instance for the next call on success, discard it (it may be
     /// poisoned) on failure, and classify the failure.
     pub(crate) fn finish<R>(&self, lease: Lease<'_, K>, result: wasmtime::Result<R>) -> Result<R, CallFailure> {
+        self.0.counters.latency.observe(lease.started.elapsed());
         let mut slot = lease.slot;
         match result {
             Ok(value) => {
@@ -452,4 +526,27 @@ fn classify(error: &wasmtime::Error, state: &HostState) -> CallFailure {
         message.push_str(&format!("; plugin output: {tail}"));
     }
     CallFailure::Trap(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets() {
+        let latency = LatencyCounters::default();
+        latency.observe(Duration::from_micros(5));
+        latency.observe(Duration::from_micros(10));
+        latency.observe(Duration::from_millis(3));
+        latency.observe(Duration::from_secs(1));
+        let snapshot = latency.snapshot();
+        assert_eq!(snapshot.count(), 4);
+        assert_eq!(snapshot.sum_nanos, 1_003_015_000);
+        let buckets = snapshot.buckets();
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        assert_eq!(buckets[0], (0.000_01, 2));
+        assert_eq!(buckets[7], (0.006_1, 1));
+        assert_eq!(buckets[10], (f64::INFINITY, 1));
+        assert_eq!(CallLatency::default().buckets().iter().map(|b| b.1).sum::<u64>(), 0);
+    }
 }

@@ -5,6 +5,7 @@
 //! started with.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +76,15 @@ fn file_of(spec: &PluginSpec) -> Option<&PathBuf> {
     }
 }
 
+/// How a slot's reloads went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadStats {
+    /// Reloads that swapped a new plugin in.
+    pub reloads: u64,
+    /// Reloads that failed (the active plugin stayed).
+    pub failures: u64,
+}
+
 /// The active plugin of one decision point, replaceable while in use.
 pub struct PluginSlot<P> {
     runtime: PolicyRuntime,
@@ -82,6 +92,8 @@ pub struct PluginSlot<P> {
     loaded: Mutex<Loaded>,
     /// Serializes reloads so two never race to swap.
     reloading: tokio::sync::Mutex<()>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl<P: Loadable> PluginSlot<P> {
@@ -94,7 +106,17 @@ impl<P: Loadable> PluginSlot<P> {
             current: RwLock::new(Arc::new(plugin)),
             loaded: Mutex::new(Loaded { spec, file }),
             reloading: tokio::sync::Mutex::new(()),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
         })
+    }
+
+    /// How many reloads swapped a plugin in, and how many failed.
+    pub fn reload_stats(&self) -> ReloadStats {
+        ReloadStats {
+            reloads: self.reloads.load(Ordering::Relaxed),
+            failures: self.reload_failures.load(Ordering::Relaxed),
+        }
     }
 
     /// The active plugin. Take it once per request and use it for the whole request.
@@ -123,11 +145,13 @@ impl<P: Loadable> PluginSlot<P> {
         match P::load(&self.runtime, &spec).await {
             Ok(plugin) => {
                 self.swap(plugin);
+                self.reloads.fetch_add(1, Ordering::Relaxed);
                 self.with_loaded(|l| *l = Loaded { spec: spec.clone(), file });
                 tracing::info!(plugin = %spec.source, "plugin reloaded");
                 Ok(())
             }
             Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 // Remember the broken file so the watcher does not retry it every tick.
                 if file.is_some() && self.with_loaded(|l| file_of(&l.spec) == file_of(&spec)) {
                     self.with_loaded(|l| l.file = file);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_policy::types::*;
-use cairn_policy::{AuthorizerPlugin, PluginSlot, PluginSource, PluginSpec, PolicyError, builtin};
+use cairn_policy::{AuthorizerPlugin, PluginSlot, PluginSource, PluginSpec, PolicyError, ReloadStats, builtin};
 use common::{basic, request, runtime, wasm};
 use serde_json::json;
 
@@ -50,6 +50,8 @@ async fn reload_swaps_and_in_flight_callers_keep_the_old_plugin() {
     );
     let d = slot.current().authorize_request(&request("GET", "/id", basic("u", "p"))).await;
     assert!(matches!(d, RequestDecision::Deny(Denial { status: 403, .. })), "{d:?}");
+    assert_eq!(slot.reload_stats(), ReloadStats { reloads: 1, failures: 0 });
+    assert_eq!(slot.current().stats().denials, 1);
 }
 
 #[tokio::test]
@@ -76,6 +78,7 @@ async fn a_broken_new_file_leaves_the_old_plugin_active() {
     bad.config = json!({"basic_auth_credentials": {}});
     assert!(matches!(slot.reload_with(bad).await, Err(PolicyError::Config { .. })));
     assert!(answers_like_basic_auth(&slot.current()).await);
+    assert_eq!(slot.reload_stats(), ReloadStats { reloads: 0, failures: 4 });
 }
 
 #[tokio::test]

@@ -24,10 +24,12 @@ use std::time::Duration;
 
 use cairn_consensus::{CHANGE_BUFFER, Consensus, ConsensusError, PeerNetwork, PinChange};
 use cairn_state::{Cid, Pin, PinStore};
+use cairn_telemetry::{ConsensusMetrics, RaftCollector, RaftFigures, Telemetry};
 use futures::future::BoxFuture;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{Raft, RaftMetrics};
+use openraft::{Raft, RaftMetrics, ServerState};
 use tokio::sync::broadcast;
+use tracing::Instrument as _;
 
 mod commit;
 mod network;
@@ -52,6 +54,8 @@ pub struct RaftConsensus {
     changes: broadcast::Sender<PinChange>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     stopped: AtomicBool,
+    commits: ConsensusMetrics,
+    metrics: cairn_telemetry::RaftMetrics,
 }
 
 impl std::fmt::Debug for RaftConsensus {
@@ -108,6 +112,8 @@ impl RaftConsensus {
             changes,
             tasks: Mutex::new(vec![batching]),
             stopped: AtomicBool::new(false),
+            commits: ConsensusMetrics::new("raft"),
+            metrics: cairn_telemetry::RaftMetrics::default(),
         };
         engine.bootstrap().await?;
         engine.spawn_snapshot_timer();
@@ -214,6 +220,7 @@ impl RaftConsensus {
             match attempt().await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.retryable() && tries < settings.commit_retries => {
+                    self.metrics.commit_retries.inc();
                     tracing::debug!(attempt = tries, error = ?e, "raft commit attempt failed; retrying");
                     tries += 1;
                     tokio::time::sleep(settings.commit_retry_delay).await;
@@ -223,10 +230,37 @@ impl RaftConsensus {
         }
     }
 
+    /// Commits `op`, timed and traced.
+    async fn timed_commit(&self, op: PinOp) -> Result<(), ConsensusError> {
+        let (name, cid) = match &op {
+            PinOp::Pin(pin) => ("pin", pin.cid.to_string()),
+            PinOp::Unpin(cid) => ("unpin", cid.to_string()),
+        };
+        let span = tracing::info_span!("consensus.commit", engine = "raft", op = name, cid = %cid);
+        let started = std::time::Instant::now();
+        let result = self.with_retries(|| self.batcher.attempt(op.clone())).instrument(span).await;
+        self.commits.commit(name, result.is_ok(), started.elapsed());
+        result
+    }
+
     fn abort_tasks(&self) {
         for task in self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..) {
             task.abort();
         }
+    }
+}
+
+/// What `cairn_raft_*` shows of openraft's metrics.
+fn figures(m: &RaftMetrics<u64, PeerNode>) -> RaftFigures {
+    let membership = m.membership_config.membership();
+    RaftFigures {
+        term: m.current_term,
+        is_leader: m.state == ServerState::Leader,
+        leader: m.current_leader.and_then(|id| membership.get_node(&id)).map(|n| n.peer_id.clone()),
+        last_log_index: m.last_log_index.unwrap_or(0),
+        last_applied_index: m.last_applied.map_or(0, |l| l.index),
+        snapshot_index: m.snapshot.map_or(0, |l| l.index),
+        voters: membership.voter_ids().count() as u64,
     }
 }
 
@@ -245,11 +279,11 @@ impl Drop for RaftConsensus {
 
 impl Consensus for RaftConsensus {
     fn commit_pin(&self, pin: Pin) -> BoxFuture<'_, Result<(), ConsensusError>> {
-        Box::pin(self.with_retries(move || self.batcher.attempt(PinOp::Pin(pin.clone()))))
+        Box::pin(self.timed_commit(PinOp::Pin(pin)))
     }
 
     fn commit_unpin(&self, cid: Cid) -> BoxFuture<'_, Result<(), ConsensusError>> {
-        Box::pin(self.with_retries(move || self.batcher.attempt(PinOp::Unpin(cid.clone()))))
+        Box::pin(self.timed_commit(PinOp::Unpin(cid)))
     }
 
     fn state(&self) -> &Arc<PinStore> {
@@ -298,6 +332,15 @@ impl Consensus for RaftConsensus {
 
     fn changes(&self) -> broadcast::Receiver<PinChange> {
         self.changes.subscribe()
+    }
+
+    fn register_metrics(&self, telemetry: &Telemetry) {
+        telemetry.register(|registry| {
+            self.commits.register(registry);
+            self.metrics.register(registry);
+        });
+        let raft = self.shared.raft.clone();
+        telemetry.register_collector(RaftCollector::new(move || figures(&raft.metrics().borrow())));
     }
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ConsensusError>> {

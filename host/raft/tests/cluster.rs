@@ -233,10 +233,23 @@ async fn ready_times_out_without_a_quorum() {
 async fn single_peer_without_init_peerset_leads_itself() {
     let mut cluster = Cluster::new(fast_settings(&[]));
     let engine = cluster.start(0).await;
+    let telemetry = cairn_telemetry::Telemetry::new();
+    engine.register_metrics(&telemetry);
     engine.ready().await.unwrap();
     engine.commit_pin(pin(1)).await.unwrap();
     assert_eq!(engine.state().get(&cid(1)).unwrap(), Some(pin(1)));
     assert_eq!(engine.peers().await.unwrap(), vec![PEERS[0].to_string()]);
+    // Its metrics: one commit, and itself as the leader of a one-voter membership.
+    let text = telemetry.encode(cairn_telemetry::Format::Prometheus);
+    for expected in [
+        "cairn_consensus_commits_total{engine=\"raft\",op=\"pin\",outcome=\"ok\"} 1\n".to_owned(),
+        "cairn_raft_is_leader 1\n".to_owned(),
+        "cairn_raft_voters 1\n".to_owned(),
+        format!("cairn_raft_leader{{peer=\"{}\"}} 1\n", PEERS[0]),
+    ] {
+        assert!(text.contains(&expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(!text.contains("cairn_raft_term 0\n"), "{text}");
     engine.shutdown().await.unwrap();
 }
 

@@ -389,6 +389,11 @@ fn setup(work: &Path, args: &ConsensusBench) -> anyhow::Result<Vec<PeerProc>> {
         v["api"]["restapi"]["http_listen_multiaddress"] = json!(format!("/ip4/127.0.0.1/tcp/{api}"));
         let ipfs = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         v["ipfs_connector"]["ipfshttp"]["node_multiaddress"] = json!(format!("/ip4/127.0.0.1/tcp/{ipfs}"));
+        // The other endpoints are not measured; several peers on one machine cannot share ports.
+        if let Some(api) = v["api"].as_object_mut() {
+            api.remove("pinsvcapi");
+            api.remove("ipfsproxy");
+        }
         v["plugins"]["cache_folder"] = json!(work.join("plugin-cache"));
         // Every peer knows every other's address, as `cairn init --peers` writes them: raft's
         // leader must be able to dial each follower.

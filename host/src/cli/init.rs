@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 
 use crate::config::{
-    ConfigDir, ConsensusSection, CrdtConfig, Identity, RaftConfig, ServiceConfig, peer_id_of, random_secret,
+    ConfigDir, ConsensusSection, CrdtConfig, Identity, IpfsConnectorSection, RaftConfig, ServiceConfig, peer_id_of,
+    random_secret,
 };
 
 /// Which consensus the new config uses.
@@ -20,8 +21,22 @@ pub enum ConsensusChoice {
     Raft,
 }
 
+/// Which IPFS backend the new config uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum IpfsChoice {
+    /// An IPFS daemon over its Kubo RPC API (IPFS Cluster's default; 127.0.0.1:5001).
+    #[default]
+    Ipfshttp,
+    /// An IPFS node inside the peer, data in the config folder: nothing else to install.
+    Embedded,
+}
+
 #[derive(Args, Debug)]
 pub struct InitArgs {
+    /// The IPFS backend: ipfshttp (an IPFS daemon, the default) or embedded (a node inside
+    /// the peer).
+    #[arg(long, value_enum, default_value = "ipfshttp")]
+    pub ipfs: IpfsChoice,
     /// The consensus: crdt (default) or raft.
     #[arg(long, value_enum, default_value = "crdt")]
     consensus: ConsensusChoice,
@@ -37,7 +52,7 @@ pub struct InitArgs {
 impl Default for InitArgs {
     /// What `cairn init` with no flags does (used by `cairn daemon --init`).
     fn default() -> Self {
-        InitArgs { consensus: ConsensusChoice::Crdt, peers: Vec::new(), force: false }
+        InitArgs { ipfs: IpfsChoice::Ipfshttp, consensus: ConsensusChoice::Crdt, peers: Vec::new(), force: false }
     }
 }
 
@@ -76,6 +91,11 @@ pub fn run(dir: ConfigDir, args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let mut config = ServiceConfig::for_init(consensus);
+    if args.ipfs == IpfsChoice::Embedded {
+        config.ipfs_connector = IpfsConnectorSection::embedded();
+        // The proxy forwards to a Kubo RPC API, which an embedded node does not serve.
+        config.api.ipfsproxy = None;
+    }
     if let Some(cluster) = config.cluster.as_mut() {
         cluster.secret = random_secret().context("generate the cluster secret")?;
         cluster.peer_addresses = args.peers.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
@@ -87,6 +107,10 @@ pub fn run(dir: ConfigDir, args: InitArgs) -> anyhow::Result<ExitCode> {
     println!("configuration written to {}", dir.0.display());
     println!("peer id: {}", identity.peer_id);
     println!("consensus: {}", if config.consensus.crdt.is_some() { "crdt" } else { "raft" });
+    println!(
+        "ipfs: {}",
+        if config.ipfs_connector.embedded.is_some() { "embedded node" } else { "ipfshttp (an IPFS daemon)" }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

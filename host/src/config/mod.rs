@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 pub use duration::GoDuration;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use model::*;
-pub use plugins::{DecisionPoint, PluginsSection};
+pub use plugins::{DecisionPoint, PluginRef, PluginsSection};
 
 /// service.json's name inside the config folder.
 pub const SERVICE_FILE: &str = "service.json";
@@ -463,11 +463,24 @@ impl ServiceConfig {
             check_multiaddrs(file, "api.ipfsproxy.listen_multiaddress", &proxy.listen_multiaddress.0)?;
             check_multiaddrs(file, "api.ipfsproxy.node_multiaddress", std::slice::from_ref(&proxy.node_multiaddress))?;
         }
-        check_multiaddrs(
-            file,
-            "ipfs_connector.ipfshttp.node_multiaddress",
-            std::slice::from_ref(&self.ipfs_connector.ipfshttp.node_multiaddress),
-        )?;
+        match (&self.ipfs_connector.ipfshttp, &self.ipfs_connector.embedded) {
+            (Some(http), None) => check_multiaddrs(
+                file,
+                "ipfs_connector.ipfshttp.node_multiaddress",
+                std::slice::from_ref(&http.node_multiaddress),
+            )?,
+            (None, Some(embedded)) => {
+                if let Err(e) = embedded.validate() {
+                    return bad("ipfs_connector.embedded", e.to_string());
+                }
+            }
+            (Some(_), Some(_)) => {
+                return bad("ipfs_connector", "has both ipfshttp and embedded; keep one of them".into());
+            }
+            (None, None) => {
+                return bad("ipfs_connector", "has no IPFS backend; add an ipfshttp or an embedded section".into());
+            }
+        }
         if let Some(disk) = &self.informer.disk
             && !["freespace", "reposize"].contains(&disk.metric_type.as_str())
         {

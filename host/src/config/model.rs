@@ -87,7 +87,7 @@ pub(crate) const KNOWN_SECTIONS: &[(&str, Option<&[&str]>)] = &[
     ("cluster", None),
     ("consensus", Some(&["crdt", "raft"])),
     ("api", Some(&["restapi", "pinsvcapi", "ipfsproxy"])),
-    ("ipfs_connector", Some(&["ipfshttp"])),
+    ("ipfs_connector", Some(&["ipfshttp", "embedded"])),
     ("state", None),
     ("pin_tracker", Some(&["stateless"])),
     ("monitor", Some(&["pubsubmon"])),
@@ -577,11 +577,37 @@ impl Default for IpfsProxyConfig {
     }
 }
 
-/// `ipfs_connector`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(default)]
+/// `ipfs_connector`: exactly one backend. Without the section, IPFS Cluster's default
+/// (`ipfshttp` on 127.0.0.1:5001); with it, whichever sub-section is present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IpfsConnectorSection {
-    pub ipfshttp: IpfsHttpConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipfshttp: Option<IpfsHttpConfig>,
+    /// Cairn: an IPFS node inside the peer, so no IPFS daemon is needed (`cairn init --ipfs
+    /// embedded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<cairn_ipfs_embedded::EmbeddedIpfsConfig>,
+}
+
+impl Default for IpfsConnectorSection {
+    fn default() -> Self {
+        IpfsConnectorSection { ipfshttp: Some(IpfsHttpConfig::default()), embedded: None }
+    }
+}
+
+impl IpfsConnectorSection {
+    /// An embedded node's section as `init --ipfs embedded` writes it.
+    pub fn embedded() -> Self {
+        IpfsConnectorSection { ipfshttp: None, embedded: Some(cairn_ipfs_embedded::EmbeddedIpfsConfig::default()) }
+    }
+
+    /// `connect_swarms_delay` of ipfshttp; an embedded node connects at once.
+    pub fn connect_swarms_delay(&self) -> std::time::Duration {
+        match &self.ipfshttp {
+            Some(http) => http.connect_swarms_delay.0,
+            None => std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 /// `ipfs_connector.ipfshttp` (reference §4).
@@ -798,7 +824,22 @@ impl Default for MetricsConfig {
     }
 }
 
-/// `observations.tracing`.
+/// `observations.tracing`: IPFS Cluster's keys, plus Cairn's `otlp_endpoint`.
+///
+/// With `enable_tracing` (or `cairn daemon --tracing`), spans of API requests, peer RPC
+/// calls (sent and served), consensus commits, pin tracker operations and IPFS calls are
+/// exported over OTLP/HTTP (protobuf, `POST <endpoint>/v1/traces`), sampled at
+/// `sampling_prob` (a child of a sampled span is always kept), as service
+/// `<service_name>-<peername>` with the attribute `cluster_id` = the peer id, as IPFS Cluster
+/// reports them.
+///
+/// IPFS Cluster sends spans to a Jaeger agent over UDP (`jaeger_agent_endpoint`,
+/// `/ip4/0.0.0.0/udp/6831`). That agent protocol is deprecated (Jaeger itself now takes
+/// OTLP), so Cairn exports OTLP only, to:
+/// 1. `otlp_endpoint` when set: a base URL, `http://` only (e.g. `http://127.0.0.1:4318`);
+/// 2. otherwise the host of `jaeger_agent_endpoint` with the OTLP/HTTP port 4318 (Jaeger's
+///    OTLP receiver): `/ip4/10.0.0.5/udp/6831` → `http://10.0.0.5:4318`, and the unspecified
+///    `0.0.0.0`/`::` of the default → `127.0.0.1`, giving `http://127.0.0.1:4318`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TracingConfig {
@@ -806,6 +847,10 @@ pub struct TracingConfig {
     pub jaeger_agent_endpoint: String,
     pub sampling_prob: f64,
     pub service_name: String,
+    /// Cairn: the OTLP/HTTP collector's base URL (see above); absent by default, so a
+    /// service.json written by `cairn init` stays IPFS Cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TracingConfig {
@@ -815,7 +860,30 @@ impl Default for TracingConfig {
             jaeger_agent_endpoint: "/ip4/0.0.0.0/udp/6831".into(),
             sampling_prob: 0.3,
             service_name: "cluster-daemon".into(),
+            otlp_endpoint: None,
         }
+    }
+}
+
+impl TracingConfig {
+    /// The OTLP/HTTP collector spans are sent to (see the type's documentation).
+    pub fn effective_otlp_endpoint(&self) -> Result<String, String> {
+        if let Some(endpoint) = self.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            return Ok(endpoint.to_owned());
+        }
+        let parts: Vec<&str> = self.jaeger_agent_endpoint.split('/').collect();
+        let host = match parts.as_slice() {
+            ["", "ip4", "0.0.0.0", ..] | ["", "ip6", "::", ..] => "127.0.0.1".to_owned(),
+            ["", "ip4" | "dns" | "dns4" | "dns6", host, ..] => (*host).to_owned(),
+            ["", "ip6", host, ..] => format!("[{host}]"),
+            _ => {
+                return Err(format!(
+                    "jaeger_agent_endpoint {:?} is not a multiaddr with a host (and otlp_endpoint is not set)",
+                    self.jaeger_agent_endpoint
+                ));
+            }
+        };
+        Ok(format!("http://{host}:4318"))
     }
 }
 

@@ -516,7 +516,7 @@ fn environment_overrides_the_file() {
     let api = cfg.api.restapi.as_ref().expect("restapi");
     assert_eq!(api.http_listen_multiaddress.0, ["/ip4/127.0.0.1/tcp/19094"]);
     assert_eq!(api.basic_auth_credentials.as_ref().map(|c| c.len()), Some(2));
-    assert_eq!(cfg.ipfs_connector.ipfshttp.node_multiaddress, "/ip4/127.0.0.1/tcp/15001");
+    assert_eq!(cfg.ipfs_connector.ipfshttp.as_ref().expect("ipfshttp").node_multiaddress, "/ip4/127.0.0.1/tcp/15001");
     assert!(loaded.env_applied.contains(&"CLUSTER_SECRET".to_string()));
 }
 

@@ -9,8 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use cairn_telemetry::{SwarmMetrics, Telemetry};
 
 use futures::StreamExt;
 use futures::future::Either;
@@ -18,6 +19,7 @@ use libp2p::core::transport::upgrade::Version;
 use libp2p::core::{ConnectedPoint, Transport};
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
+use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
@@ -27,6 +29,7 @@ use libp2p::swarm::{ConnectionId, DialError, ListenError, NetworkBehaviour, Swar
 use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::error::SwarmError;
 use crate::peerstore::{self, PeerAddrs};
@@ -145,14 +148,6 @@ pub struct SwarmStats {
     pub handshake_failures: u64,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    rpc_served: AtomicU64,
-    rpc_denied: AtomicU64,
-    rpc_failed: AtomicU64,
-    handshake_failures: AtomicU64,
-}
-
 #[derive(NetworkBehaviour)]
 struct Behaviour {
     identify: identify::Behaviour,
@@ -166,11 +161,30 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     ConnectedPeers(oneshot::Sender<Vec<PeerId>>),
     KnownPeers(oneshot::Sender<PeerAddrs>),
-    Connect { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, SwarmError>> },
-    Rpc { peer: PeerId, request: RpcRequest, reply: oneshot::Sender<Result<RpcResponse, String>> },
-    Subscribe { topic: String, reply: oneshot::Sender<Result<bool, SwarmError>> },
-    Unsubscribe { topic: String, reply: oneshot::Sender<bool> },
-    Publish { topic: String, data: Vec<u8>, reply: oneshot::Sender<Result<(), SwarmError>> },
+    Connect {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, SwarmError>>,
+    },
+    Rpc {
+        peer: PeerId,
+        request: RpcRequest,
+        reply: oneshot::Sender<Result<RpcResponse, String>>,
+    },
+    Subscribe {
+        topic: String,
+        reply: oneshot::Sender<Result<bool, SwarmError>>,
+    },
+    Unsubscribe {
+        topic: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), SwarmError>>,
+    },
+    /// Start recording libp2p's own metrics (registered in the daemon's registry).
+    RecordLibp2p(Box<Libp2pMetrics>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -181,7 +195,7 @@ pub struct SwarmHandle {
     local_peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NetworkEvent>,
-    counters: Arc<Counters>,
+    metrics: SwarmMetrics,
     handler: Arc<dyn RpcHandler>,
 }
 
@@ -199,13 +213,22 @@ impl SwarmHandle {
 
     /// The current counters.
     pub fn stats(&self) -> SwarmStats {
-        let c = &self.counters;
+        let m = &self.metrics;
         SwarmStats {
-            rpc_served: c.rpc_served.load(Ordering::Relaxed),
-            rpc_denied: c.rpc_denied.load(Ordering::Relaxed),
-            rpc_failed: c.rpc_failed.load(Ordering::Relaxed),
-            handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+            rpc_served: m.rpc_served.get(),
+            rpc_denied: m.rpc_denied.get(),
+            rpc_failed: m.rpc_failed.get(),
+            handshake_failures: m.handshake_failures.get(),
         }
+    }
+
+    /// Adds the swarm's families (peer RPC, connections) and libp2p's own (`libp2p_*`:
+    /// connections, identify, ping, gossipsub) to `telemetry`, and starts recording the
+    /// latter. Call once.
+    pub async fn register_metrics(&self, telemetry: &Telemetry) -> Result<(), SwarmError> {
+        telemetry.register(|registry| self.metrics.register(registry));
+        let libp2p = telemetry.register(Libp2pMetrics::new);
+        self.commands.send(Command::RecordLibp2p(Box::new(libp2p))).await.map_err(|_| SwarmError::Stopped)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SwarmError> {
@@ -238,22 +261,35 @@ impl SwarmHandle {
     /// Calls `method` on `peer`. A call to this peer itself goes straight to the handler,
     /// without authorization, as IPFS Cluster's local calls do.
     pub async fn rpc(&self, peer: PeerId, method: &str, payload: Vec<u8>) -> Result<Vec<u8>, SwarmError> {
-        if peer == self.local_peer_id {
-            return self.handler.handle(peer, method, payload).await.map_err(|reason| SwarmError::RpcFailed {
-                peer,
-                method: method.to_owned(),
-                reason,
-            });
+        let local = peer == self.local_peer_id;
+        let span = tracing::info_span!("rpc.call", method, %peer, local, outcome = tracing::field::Empty);
+        async move {
+            if local {
+                let answer = self.handler.handle(peer, method, payload).await;
+                tracing::Span::current().record("outcome", if answer.is_ok() { "ok" } else { "failed" });
+                return answer.map_err(|reason| SwarmError::RpcFailed { peer, method: method.to_owned(), reason });
+            }
+            let started = std::time::Instant::now();
+            let request = RpcRequest { method: method.to_owned(), payload };
+            let answer = self.ask(|reply| Command::Rpc { peer, request, reply }).await?;
+            let outcome = match &answer {
+                Ok(RpcResponse::Ok(_)) => "ok",
+                Ok(RpcResponse::Denied(_)) => "denied",
+                Ok(RpcResponse::Failed(_)) => "failed",
+                Err(_) => "error",
+            };
+            self.metrics.sent(method, outcome, started.elapsed());
+            tracing::Span::current().record("outcome", outcome);
+            let method = method.to_owned();
+            match answer {
+                Ok(RpcResponse::Ok(bytes)) => Ok(bytes),
+                Ok(RpcResponse::Denied(reason)) => Err(SwarmError::RpcDenied { peer, method, reason }),
+                Ok(RpcResponse::Failed(reason)) => Err(SwarmError::RpcFailed { peer, method, reason }),
+                Err(reason) => Err(SwarmError::RpcTransport { peer, method, reason }),
+            }
         }
-        let request = RpcRequest { method: method.to_owned(), payload };
-        let answer = self.ask(|reply| Command::Rpc { peer, request, reply }).await?;
-        let method = method.to_owned();
-        match answer {
-            Ok(RpcResponse::Ok(bytes)) => Ok(bytes),
-            Ok(RpcResponse::Denied(reason)) => Err(SwarmError::RpcDenied { peer, method, reason }),
-            Ok(RpcResponse::Failed(reason)) => Err(SwarmError::RpcFailed { peer, method, reason }),
-            Err(reason) => Err(SwarmError::RpcTransport { peer, method, reason }),
-        }
+        .instrument(span)
+        .await
     }
 
     /// Subscribes to a pubsub topic; `Ok(false)` if already subscribed.
@@ -353,7 +389,7 @@ pub async fn start(
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (events, _) = broadcast::channel(1024);
     let (resp_tx, resp_rx) = mpsc::unbounded_channel();
-    let counters = Arc::new(Counters::default());
+    let metrics = SwarmMetrics::default();
     let now = Instant::now();
     let redial = known.keys().map(|p| (*p, Redial { delay: config.reconnect_initial, next: now })).collect();
     let task = Task {
@@ -369,13 +405,14 @@ pub async fn start(
         pending_connects: HashMap::new(),
         pending_rpcs: HashMap::new(),
         events: events.clone(),
-        counters: counters.clone(),
+        metrics: metrics.clone(),
+        libp2p_metrics: None,
         authorizer,
         handler: handler.clone(),
         resp_tx,
     };
     tokio::spawn(task.run(cmd_rx, resp_rx));
-    Ok(SwarmHandle { local_peer_id, commands: cmd_tx, events, counters, handler })
+    Ok(SwarmHandle { local_peer_id, commands: cmd_tx, events, metrics, handler })
 }
 
 /// Largest pubsub message (a consensus delta batch).
@@ -478,7 +515,9 @@ struct Task {
     pending_connects: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, SwarmError>>)>,
     pending_rpcs: HashMap<OutboundRequestId, oneshot::Sender<Result<RpcResponse, String>>>,
     events: broadcast::Sender<NetworkEvent>,
-    counters: Arc<Counters>,
+    metrics: SwarmMetrics,
+    /// libp2p's own metrics, once the daemon registered them.
+    libp2p_metrics: Option<Box<Libp2pMetrics>>,
     authorizer: Arc<dyn RpcAuthorizer>,
     handler: Arc<dyn RpcHandler>,
     resp_tx: mpsc::UnboundedSender<(request_response::ResponseChannel<RpcResponse>, RpcResponse)>,
@@ -632,6 +671,7 @@ impl Task {
                     .map_err(|e| SwarmError::Pubsub(e.to_string()));
                 let _ = reply.send(result);
             }
+            Command::RecordLibp2p(metrics) => self.libp2p_metrics = Some(metrics),
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -662,6 +702,9 @@ impl Task {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.libp2p_metrics {
+            metrics.record(&event);
+        }
         match event {
             SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, num_established, .. } => {
                 self.redialing.remove(&peer_id);
@@ -676,11 +719,13 @@ impl Task {
                     let _ = reply.send(Ok(peer_id));
                 }
                 if num_established.get() == 1 {
+                    self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
                     tracing::info!(peer = %peer_id, "peer connected");
                     self.emit(NetworkEvent::PeerConnected(peer_id));
                 }
             }
             SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                self.metrics.connected_peers.set(self.swarm.connected_peers().count() as i64);
                 tracing::info!(peer = %peer_id, cause = ?cause.map(|c| c.to_string()), "peer disconnected");
                 let initial = self.reconnect_initial;
                 if let Some(r) = self.redial.get_mut(&peer_id) {
@@ -733,7 +778,7 @@ impl Task {
     }
 
     fn handshake_failed(&self, peer: Option<PeerId>, addr: Option<Multiaddr>, error: String) {
-        self.counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.handshake_failures.inc();
         // Only the fingerprint is logged: it identifies the secret without revealing it.
         match &self.secret {
             Some(secret) => tracing::warn!(
@@ -756,6 +801,14 @@ impl Task {
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        if let Some(metrics) = &self.libp2p_metrics {
+            match &event {
+                BehaviourEvent::Identify(e) => metrics.record(e),
+                BehaviourEvent::Ping(e) => metrics.record(e),
+                BehaviourEvent::Gossipsub(e) => metrics.record(e),
+                _ => {}
+            }
+        }
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in info.listen_addrs {
@@ -789,38 +842,55 @@ impl Task {
             Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
                 let authorizer = self.authorizer.clone();
                 let handler = self.handler.clone();
-                let counters = self.counters.clone();
+                let metrics = self.metrics.clone();
                 let events = self.events.clone();
                 let resp_tx = self.resp_tx.clone();
+                let span = tracing::info_span!(
+                    "rpc.serve",
+                    method = %request.method,
+                    %peer,
+                    outcome = tracing::field::Empty
+                );
                 // Authorization and handling may be slow (plugin calls, IPFS), so they run off
                 // the swarm task; the answer comes back through `resp_tx`.
-                tokio::spawn(async move {
-                    let RpcRequest { method, payload } = request;
-                    let response = match authorizer.authorize(peer, &method).await {
-                        Err(reason) => {
-                            counters.rpc_denied.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%peer, %method, %reason, "peer rpc denied");
-                            let _ = events.send(NetworkEvent::RpcDenied {
-                                peer,
-                                method: method.clone(),
-                                reason: reason.clone(),
-                            });
-                            RpcResponse::Denied(reason)
-                        }
-                        Ok(()) => match handler.handle(peer, &method, payload).await {
-                            Ok(bytes) => {
-                                counters.rpc_served.fetch_add(1, Ordering::Relaxed);
-                                RpcResponse::Ok(bytes)
-                            }
+                tokio::spawn(
+                    async move {
+                        let started = std::time::Instant::now();
+                        let RpcRequest { method, payload } = request;
+                        let response = match authorizer.authorize(peer, &method).await {
                             Err(reason) => {
-                                counters.rpc_failed.fetch_add(1, Ordering::Relaxed);
-                                tracing::debug!(%peer, %method, %reason, "peer rpc failed");
-                                RpcResponse::Failed(reason)
+                                metrics.rpc_denied.inc();
+                                tracing::warn!(%peer, %method, %reason, "peer rpc denied");
+                                let _ = events.send(NetworkEvent::RpcDenied {
+                                    peer,
+                                    method: method.clone(),
+                                    reason: reason.clone(),
+                                });
+                                RpcResponse::Denied(reason)
                             }
-                        },
-                    };
-                    let _ = resp_tx.send((channel, response));
-                });
+                            Ok(()) => match handler.handle(peer, &method, payload).await {
+                                Ok(bytes) => {
+                                    metrics.rpc_served.inc();
+                                    RpcResponse::Ok(bytes)
+                                }
+                                Err(reason) => {
+                                    metrics.rpc_failed.inc();
+                                    tracing::debug!(%peer, %method, %reason, "peer rpc failed");
+                                    RpcResponse::Failed(reason)
+                                }
+                            },
+                        };
+                        metrics.served(started.elapsed());
+                        let outcome = match &response {
+                            RpcResponse::Ok(_) => "ok",
+                            RpcResponse::Denied(_) => "denied",
+                            RpcResponse::Failed(_) => "failed",
+                        };
+                        tracing::Span::current().record("outcome", outcome);
+                        let _ = resp_tx.send((channel, response));
+                    }
+                    .instrument(span),
+                );
             }
             Event::Message { message: Message::Response { request_id, response }, .. } => {
                 if let Some(reply) = self.pending_rpcs.remove(&request_id) {

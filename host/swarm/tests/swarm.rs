@@ -353,3 +353,35 @@ async fn bootstrap_address_without_peer_id_is_refused() {
     let err = start(c, allow_all(), Arc::new(TestHandler)).await.err().expect("must fail");
     assert!(matches!(err, SwarmError::MissingPeerId(_)), "{err}");
 }
+
+#[tokio::test]
+async fn metrics_count_rpcs_connections_and_libp2p_events() {
+    let a = node(config(secret(SECRET_A)), allow_all()).await;
+    let b = node(config(secret(SECRET_A)), allow_all()).await;
+    let (ta, tb) = (cairn_telemetry::Telemetry::new(), cairn_telemetry::Telemetry::new());
+    a.register_metrics(&ta).await.unwrap();
+    b.register_metrics(&tb).await.unwrap();
+    connect(&b, &a).await.unwrap();
+    eventually("a to list b", || is_connected(&a, b.local_peer_id())).await;
+    timeout(WAIT, b.rpc(a.local_peer_id(), "Echo", b"hello".to_vec())).await.unwrap().unwrap();
+    timeout(WAIT, b.rpc(a.local_peer_id(), "Fail", vec![])).await.unwrap().unwrap_err();
+
+    let text = tb.encode(cairn_telemetry::Format::Prometheus);
+    for expected in [
+        "cairn_rpc_sent_total{method=\"Echo\",outcome=\"ok\"} 1\n",
+        "cairn_rpc_sent_total{method=\"Fail\",outcome=\"failed\"} 1\n",
+        "cairn_rpc_sent_duration_seconds_count{method=\"Echo\"} 1\n",
+        "cairn_swarm_connected_peers 1\n",
+        "# TYPE libp2p_swarm_connections_established_total counter\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let text = ta.encode(cairn_telemetry::Format::Prometheus);
+    for expected in
+        ["cairn_rpc_served_total 1\n", "cairn_rpc_failed_total 1\n", "cairn_rpc_served_duration_seconds_count 2\n"]
+    {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

@@ -14,14 +14,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use cairn_state::{Cid, Pin, PinMode, PinType, Timestamp};
+use cairn_telemetry::{PinStates, Telemetry, TrackerMetrics};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 pub use cairn_state::{TrackerFilter, TrackerStatus};
 
@@ -175,9 +177,25 @@ impl Op {
     }
 }
 
+/// The statuses an operation in flight can have, in the order of [`Queues::counts`].
+const OP_STATUSES: [TrackerStatus; 6] = [
+    TrackerStatus::PinQueued,
+    TrackerStatus::Pinning,
+    TrackerStatus::PinError,
+    TrackerStatus::UnpinQueued,
+    TrackerStatus::Unpinning,
+    TrackerStatus::UnpinError,
+];
+
+/// The statuses of pins with no operation in flight, which only a walk of the pinset counts.
+const SETTLED_STATUSES: [TrackerStatus; 4] =
+    [TrackerStatus::Pinned, TrackerStatus::Remote, TrackerStatus::UnexpectedlyUnpinned, TrackerStatus::Sharded];
+
 #[derive(Default)]
 struct Queues {
     ops: HashMap<Cid, Op>,
+    /// Operations per status of [`OP_STATUSES`], kept in step with `ops` (for metrics).
+    counts: [u64; OP_STATUSES.len()],
     priority: VecDeque<(Cid, u64)>,
     normal: VecDeque<(Cid, u64)>,
     unpins: VecDeque<(Cid, u64)>,
@@ -187,6 +205,30 @@ impl Queues {
     fn pin_queue_len(&self) -> usize {
         self.priority.len() + self.normal.len()
     }
+
+    /// Sets the operation on `cid`, replacing any other.
+    fn insert(&mut self, cid: Cid, op: Op) {
+        self.counts[op_slot(op.status())] += 1;
+        if let Some(old) = self.ops.insert(cid, op) {
+            self.counts[op_slot(old.status())] -= 1;
+        }
+    }
+
+    fn remove(&mut self, cid: &Cid) {
+        if let Some(old) = self.ops.remove(cid) {
+            self.counts[op_slot(old.status())] -= 1;
+        }
+    }
+
+    /// Moves the count of an operation whose status changed.
+    fn moved(&mut self, from: TrackerStatus, to: TrackerStatus) {
+        self.counts[op_slot(from)] -= 1;
+        self.counts[op_slot(to)] += 1;
+    }
+}
+
+fn op_slot(status: TrackerStatus) -> usize {
+    OP_STATUSES.iter().position(|s| *s == status).unwrap_or(0)
 }
 
 struct Inner {
@@ -197,6 +239,9 @@ struct Inner {
     unpin_ready: Notify,
     generation: AtomicU64,
     stats: TrackerStats,
+    metrics: TrackerMetrics,
+    /// Counts of [`SETTLED_STATUSES`] from the last [`PinTracker::scan_statuses`].
+    settled: Mutex<Option<[u64; SETTLED_STATUSES.len()]>>,
 }
 
 impl Inner {
@@ -228,7 +273,8 @@ impl Inner {
         if q.pin_queue_len() >= self.settings.max_pin_queue_size {
             op.phase = Phase::Failed;
             op.error = "queue is full".into();
-            q.ops.insert(cid, op);
+            q.insert(cid, op);
+            self.metrics.queue_full();
             return;
         }
         op.priority = self.is_priority(&op);
@@ -237,7 +283,7 @@ impl Inner {
         } else {
             q.normal.push_back((cid.clone(), generation));
         }
-        q.ops.insert(cid, op);
+        q.insert(cid, op);
         drop(q);
         self.pin_ready.notify_one();
     }
@@ -263,14 +309,15 @@ impl Inner {
         };
         let mut q = self.lock();
         q.unpins.push_back((cid.clone(), generation));
-        q.ops.insert(cid, op);
+        q.insert(cid, op);
         drop(q);
         self.unpin_ready.notify_one();
     }
 
     /// Takes the next queued operation of `kind` that is still current, marking it in progress.
     fn next(&self, kind: Kind) -> Option<(Cid, Op)> {
-        let mut q = self.lock();
+        let mut guard = self.lock();
+        let q = &mut *guard;
         loop {
             let (cid, generation) = match kind {
                 Kind::Pin => q.priority.pop_front().or_else(|| q.normal.pop_front())?,
@@ -280,37 +327,60 @@ impl Inner {
             if op.generation != generation || op.phase != Phase::Queued {
                 continue; // superseded while it waited
             }
+            let before = op.status();
             op.phase = Phase::InProgress;
             op.attempts += 1;
             op.timestamp = Timestamp::now();
-            return Some((cid, op.clone()));
+            let (after, op) = (op.status(), op.clone());
+            q.moved(before, after);
+            return Some((cid, op));
         }
     }
 
-    /// Records the outcome of operation `generation` on `cid`, unless a newer one replaced it.
-    fn finish(&self, cid: &Cid, generation: u64, result: Result<(), String>) {
-        let mut q = self.lock();
+    /// Records the outcome of operation `generation` on `cid`, unless a newer one replaced it;
+    /// `elapsed`: how long the IPFS operation took, when one was made.
+    fn finish(&self, cid: &Cid, generation: u64, result: Result<(), String>, elapsed: Option<Duration>) {
+        let mut guard = self.lock();
+        let q = &mut *guard;
         let Some(op) = q.ops.get_mut(cid) else { return };
         if op.generation != generation {
             return;
         }
-        let (done, errors) = match op.kind {
-            Kind::Pin => (&self.stats.pins_done, &self.stats.pin_errors),
-            Kind::Unpin => (&self.stats.unpins_done, &self.stats.unpin_errors),
+        let (done, errors, name) = match op.kind {
+            Kind::Pin => (&self.stats.pins_done, &self.stats.pin_errors, "pin"),
+            Kind::Unpin => (&self.stats.unpins_done, &self.stats.unpin_errors, "unpin"),
         };
+        if let Some(elapsed) = elapsed {
+            self.metrics.finished(name, result.is_ok(), elapsed);
+        }
         match result {
             Ok(()) => {
                 done.fetch_add(1, Ordering::Relaxed);
-                q.ops.remove(cid);
+                q.remove(cid);
             }
             Err(error) => {
                 errors.fetch_add(1, Ordering::Relaxed);
+                let before = op.status();
                 op.phase = Phase::Failed;
                 op.error = error;
                 op.timestamp = Timestamp::now();
+                let after = op.status();
+                q.moved(before, after);
             }
         }
     }
+}
+
+/// `cairn_pins`' samples: operation statuses live, settled ones once a scan has counted them.
+fn pin_state_counts(inner: &Inner) -> Vec<(&'static str, i64)> {
+    let mut out: Vec<(&'static str, i64)> = {
+        let q = inner.lock();
+        OP_STATUSES.iter().zip(q.counts).map(|(s, n)| (s.name(), i64::try_from(n).unwrap_or(i64::MAX))).collect()
+    };
+    if let Some(settled) = *inner.settled.lock().unwrap_or_else(|p| p.into_inner()) {
+        out.extend(SETTLED_STATUSES.iter().zip(settled).map(|(s, n)| (s.name(), i64::try_from(n).unwrap_or(i64::MAX))));
+    }
+    out
 }
 
 /// The key [`IpfsPins::pin_ls_all`] uses for `cid`.
@@ -344,6 +414,8 @@ impl PinTracker {
             unpin_ready: Notify::new(),
             generation: AtomicU64::new(1),
             stats: TrackerStats::default(),
+            metrics: TrackerMetrics::default(),
+            settled: Mutex::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -395,6 +467,44 @@ impl PinTracker {
     /// The tracker's counters.
     pub fn stats(&self) -> &TrackerStats {
         &self.inner.stats
+    }
+
+    /// Adds the tracker's families to `telemetry`: operations, their errors and durations, and
+    /// `cairn_pins{status}` (statuses of operations in flight live, the others from the last
+    /// [`scan_statuses`](Self::scan_statuses)). Call once.
+    pub fn register_metrics(&self, telemetry: &Telemetry) {
+        telemetry.register(|registry| self.inner.metrics.register(registry));
+        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
+        telemetry.register_collector(PinStates::new(move || {
+            let Some(inner) = inner.upgrade() else { return Vec::new() };
+            pin_state_counts(&inner)
+        }));
+    }
+
+    /// Operations in flight per status (pin_queued, pinning, pin_error, unpin_queued,
+    /// unpinning, unpin_error).
+    pub fn operation_counts(&self) -> Vec<(TrackerStatus, u64)> {
+        let q = self.inner.lock();
+        OP_STATUSES.iter().copied().zip(q.counts).collect()
+    }
+
+    /// Counts every pin's status, walking the pinset through `pins` as
+    /// [`status_all`](Self::status_all) does (one `pin/ls` of IPFS), and keeps the counts of
+    /// pinned, remote, unexpectedly_unpinned and sharded pins for `cairn_pins`.
+    pub async fn scan_statuses(
+        &self,
+        pins: impl FnOnce(&mut dyn FnMut(Pin)) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut counts = [0u64; SETTLED_STATUSES.len()];
+        let settled = TrackerFilter::of(&SETTLED_STATUSES);
+        self.status_all(settled, pins, |status, _| {
+            if let Some(i) = SETTLED_STATUSES.iter().position(|s| *s == status.status) {
+                counts[i] += 1;
+            }
+        })
+        .await?;
+        *self.inner.settled.lock().unwrap_or_else(|p| p.into_inner()) = Some(counts);
+        Ok(())
     }
 
     /// The status of `cid` here, given the pinset's `pin` for it (`None`: not in the pinset).
@@ -490,7 +600,7 @@ impl PinTracker {
             }
             (TrackerStatus::PinError, None) => {
                 // The pin left the pinset since it failed: nothing to pin any more.
-                self.inner.lock().ops.remove(cid);
+                self.inner.lock().remove(cid);
             }
             (TrackerStatus::UnpinError, _) => self.inner.enqueue_unpin(cid.clone(), attempts),
             _ => return current,
@@ -522,19 +632,25 @@ async fn worker(inner: Arc<Inner>, kind: Kind, mut stop: watch::Receiver<bool>) 
         let notified = ready.notified();
         match inner.next(kind) {
             Some((cid, op)) => {
-                let result = match kind {
-                    Kind::Pin => inner.ipfs.pin(&cid, op.mode).await,
+                let started = Instant::now();
+                let pin_span = || tracing::info_span!("tracker.pin", %cid, attempt = op.attempts);
+                let unpin_span = || tracing::info_span!("tracker.unpin", %cid, attempt = op.attempts);
+                // `measured`: an IPFS operation was made (not a remote pin found not pinned here).
+                let (result, measured) = match kind {
+                    Kind::Pin => (inner.ipfs.pin(&cid, op.mode).instrument(pin_span()).await, true),
                     Kind::Unpin if op.only_if_pinned => match inner.ipfs.pin_ls(&cid).await {
-                        Ok(Some(IpfsPinType::Recursive | IpfsPinType::Direct)) => inner.ipfs.unpin(&cid).await,
-                        Ok(_) => Ok(()),
+                        Ok(Some(IpfsPinType::Recursive | IpfsPinType::Direct)) => {
+                            (inner.ipfs.unpin(&cid).instrument(unpin_span()).await, true)
+                        }
+                        Ok(_) => (Ok(()), false),
                         Err(e) => {
                             tracing::debug!(%cid, "not checking a remote pin while IPFS fails: {e}");
-                            Ok(())
+                            (Ok(()), false)
                         }
                     },
-                    Kind::Unpin => inner.ipfs.unpin(&cid).await,
+                    Kind::Unpin => (inner.ipfs.unpin(&cid).instrument(unpin_span()).await, true),
                 };
-                inner.finish(&cid, op.generation, result);
+                inner.finish(&cid, op.generation, result, measured.then(|| started.elapsed()));
             }
             None => {
                 tokio::select! {

@@ -217,3 +217,64 @@ async fn ipfs_down_gives_pin_error_with_its_error_and_recover_after_it_returns()
     wait_status(&t, &p, TrackerStatus::Pinned).await;
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_count_operations_and_pins_per_status() {
+    let ipfs = Arc::new(FakeIpfs::default());
+    let t = tracker(&ipfs, TrackerSettings::default());
+    let telemetry = cairn_telemetry::Telemetry::new();
+    t.register_metrics(&telemetry);
+    let pins: Vec<Pin> = (0..20).map(|n| pin(n, if n % 2 == 0 { &["me"] } else { &["other"] })).collect();
+    ipfs.failing.lock().expect("lock").insert(cid(4), "boom".into());
+    let stalled = pin(100, &["me"]);
+    ipfs.stalled.lock().expect("lock").push(stalled.cid.clone());
+    t.track(&stalled);
+    for p in &pins {
+        t.track(p);
+    }
+    for p in pins.iter().step_by(2) {
+        let want = if p.cid == cid(4) { TrackerStatus::PinError } else { TrackerStatus::Pinned };
+        wait_status(&t, p, want).await;
+    }
+    wait_status(&t, &stalled, TrackerStatus::Pinning).await;
+    let ops = t.operation_counts();
+    assert!(ops.contains(&(TrackerStatus::PinError, 1)) && ops.contains(&(TrackerStatus::Pinning, 1)), "{ops:?}");
+    assert_eq!(ops.iter().map(|(_, n)| n).sum::<u64>(), 2, "{ops:?}");
+
+    // Settled statuses appear once a scan has counted them.
+    let before = telemetry.encode(cairn_telemetry::Format::Prometheus);
+    assert!(before.contains("cairn_pins{status=\"pin_error\"} 1\n"), "{before}");
+    assert!(!before.contains("cairn_pins{status=\"pinned\"}"), "{before}");
+    let mut all = pins.clone();
+    all.push(stalled.clone());
+    t.scan_statuses(|visit| {
+        all.iter().cloned().for_each(&mut *visit);
+        Ok(())
+    })
+    .await
+    .expect("scan");
+    let text = telemetry.encode(cairn_telemetry::Format::Prometheus);
+    for expected in [
+        "cairn_pins{status=\"pinned\"} 9\n",
+        "cairn_pins{status=\"remote\"} 10\n",
+        "cairn_pins{status=\"pin_error\"} 1\n",
+        "cairn_pins{status=\"pinning\"} 1\n",
+        "cairn_pins{status=\"pin_queued\"} 0\n",
+        "cairn_tracker_operations_total{op=\"pin\",outcome=\"done\"} 9\n",
+        "cairn_tracker_operations_total{op=\"pin\",outcome=\"error\"} 1\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    // An unpin moves the counts.
+    t.untrack(&pins[0].cid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.status(&pins[0].cid, None).await.status != TrackerStatus::Unpinned {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let text = telemetry.encode(cairn_telemetry::Format::Prometheus);
+    assert!(text.contains("cairn_tracker_operations_total{op=\"unpin\",outcome=\"done\"} 1\n"), "{text}");
+    assert_eq!(t.operation_counts().iter().map(|(_, n)| n).sum::<u64>(), 2);
+    t.shutdown().await;
+}

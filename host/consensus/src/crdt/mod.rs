@@ -26,9 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_state::{BUCKETS, Cid, Pin, PinStore, Record, Version};
+use cairn_telemetry::{ConsensusMetrics, CrdtMetrics, Telemetry};
 use futures::future::BoxFuture;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::{CHANGE_BUFFER, Consensus, ConsensusError, PeerNetwork, PinChange};
 pub use hlc::Hlc;
@@ -139,6 +141,8 @@ struct Inner {
     topic: String,
     hlc: Hlc,
     stats: CrdtStats,
+    commits: ConsensusMetrics,
+    metrics: CrdtMetrics,
     /// Writes and merges for the store writer; bounded by `max_queue_size`.
     ops: mpsc::Sender<Op>,
     /// Deltas waiting for the store writer, bounded separately so gossip never blocks writes.
@@ -192,6 +196,8 @@ impl CrdtConsensus {
             settings,
             hlc,
             stats: CrdtStats::default(),
+            commits: ConsensusMetrics::new("crdt"),
+            metrics: CrdtMetrics::default(),
             ops: ops_tx,
             remote: remote_tx,
             synced_peers: Mutex::new(HashSet::new()),
@@ -213,6 +219,15 @@ impl CrdtConsensus {
         sync_round(&self.inner, peer, false).await
     }
 
+    /// Commits `record`, timed and traced as `op` (`pin` or `unpin`).
+    async fn timed_commit(&self, op: &'static str, record: Record) -> Result<(), ConsensusError> {
+        let span = tracing::info_span!("consensus.commit", engine = "crdt", op, cid = %record.cid);
+        let started = Instant::now();
+        let result = self.commit(record).instrument(span).await;
+        self.inner.commits.commit(op, result.is_ok(), started.elapsed());
+        result
+    }
+
     async fn commit(&self, record: Record) -> Result<(), ConsensusError> {
         let (done, wait) = oneshot::channel();
         self.inner.ops.try_send(Op::Local { record: Box::new(record), done }).map_err(|e| match e {
@@ -232,12 +247,12 @@ impl CrdtConsensus {
 impl Consensus for CrdtConsensus {
     fn commit_pin(&self, pin: Pin) -> BoxFuture<'_, Result<(), ConsensusError>> {
         let record = Record::pin(pin, self.version());
-        Box::pin(self.commit(record))
+        Box::pin(self.timed_commit("pin", record))
     }
 
     fn commit_unpin(&self, cid: Cid) -> BoxFuture<'_, Result<(), ConsensusError>> {
         let record = Record::tombstone(cid, self.version());
-        Box::pin(self.commit(record))
+        Box::pin(self.timed_commit("unpin", record))
     }
 
     fn state(&self) -> &Arc<PinStore> {
@@ -317,6 +332,7 @@ impl Consensus for CrdtConsensus {
             let delta: Delta = match serde_json::from_slice(&data) {
                 Ok(d) => d,
                 Err(e) => {
+                    inner.metrics.delta_received("invalid");
                     tracing::warn!(%source, "undecodable crdt delta: {e}");
                     return;
                 }
@@ -325,12 +341,14 @@ impl Consensus for CrdtConsensus {
                 Ok(r) => r,
                 Err(why) => {
                     inner.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
+                    inner.metrics.delta_received("refused");
                     tracing::warn!(%source, "refused crdt delta: {why}");
                     return;
                 }
             };
             if !inner.auth.may_write(&source).await {
                 inner.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.delta_received("refused");
                 tracing::warn!(%source, records = records.len(), "refused crdt delta: the author may not write the pinset");
                 return;
             }
@@ -339,9 +357,19 @@ impl Consensus for CrdtConsensus {
             }
             if inner.remote.try_send(Op::Remote { records, synced: false, done: None }).is_err() {
                 inner.stats.deltas_dropped.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.delta_received("dropped");
                 tracing::debug!(%source, "crdt apply queue full; anti-entropy will catch up");
+            } else {
+                inner.metrics.delta_received("queued");
             }
         })
+    }
+
+    fn register_metrics(&self, telemetry: &Telemetry) {
+        telemetry.register(|registry| {
+            self.inner.commits.register(registry);
+            self.inner.metrics.register(registry);
+        });
     }
 
     fn shutdown(&self) -> BoxFuture<'_, Result<(), ConsensusError>> {
@@ -445,6 +473,7 @@ async fn apply_group(inner: &Arc<Inner>, group: Vec<Op>) -> Vec<Record> {
         return Vec::new();
     }
     let store = inner.store.clone();
+    let started = Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         let outcome = (|| {
             let mut w = store.begin()?;
@@ -474,6 +503,7 @@ async fn apply_group(inner: &Arc<Inner>, group: Vec<Op>) -> Vec<Record> {
     let mut written = Vec::new();
     match outcome {
         Ok(applied) => {
+            inner.metrics.store_commit(started.elapsed());
             for (op, applied) in group.into_iter().zip(applied) {
                 match op {
                     Op::Local { record, done } => {
@@ -493,6 +523,7 @@ async fn apply_group(inner: &Arc<Inner>, group: Vec<Op>) -> Vec<Record> {
                             &inner.stats.delta_records_applied
                         };
                         counter.fetch_add(n, Ordering::Relaxed);
+                        inner.metrics.records_applied(synced, n);
                         if let Some(done) = done {
                             let _ = done.send(());
                         }
@@ -517,10 +548,17 @@ async fn broadcast(inner: &Arc<Inner>, records: Vec<Record>) {
     if records.is_empty() {
         return;
     }
+    inner.metrics.records_broadcast.inc_by(records.len() as u64);
     for data in Delta::encode_chunks(&records, MAX_DELTA_BYTES) {
-        if let Err(e) = inner.network.publish(&inner.topic, data).await {
-            // No subscribed peer yet, or a transient error: anti-entropy delivers it later.
-            tracing::debug!("crdt delta not broadcast: {e}");
+        match inner.network.publish(&inner.topic, data).await {
+            Ok(()) => {
+                inner.metrics.broadcasts.inc();
+            }
+            Err(e) => {
+                inner.metrics.broadcast_errors.inc();
+                // No subscribed peer yet, or a transient error: anti-entropy delivers it later.
+                tracing::debug!("crdt delta not broadcast: {e}");
+            }
         }
     }
 }
@@ -604,10 +642,21 @@ async fn differing(inner: &Inner, peer: &str) -> Result<Vec<u16>, ConsensusError
     Ok((0..BUCKETS).filter(|&b| ours[b] != theirs[b]).map(|b| b as u16).collect())
 }
 
-/// One reconciliation with `peer`: compare fingerprints, pull the differing buckets. With
-/// `grace`, buckets that differ only because deltas are in flight are left alone.
+/// One reconciliation with `peer` (see [`reconcile`]), counted and traced.
 async fn sync_round(inner: &Arc<Inner>, peer: &str, grace: bool) -> Result<u64, ConsensusError> {
     inner.stats.sync_rounds.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("crdt.sync", %peer, records = tracing::field::Empty);
+    let result = reconcile(inner, peer, grace).instrument(span.clone()).await;
+    inner.metrics.sync_round(result.is_ok());
+    if let Ok(n) = &result {
+        span.record("records", n);
+    }
+    result
+}
+
+/// One reconciliation with `peer`: compare fingerprints, pull the differing buckets. With
+/// `grace`, buckets that differ only because deltas are in flight are left alone.
+async fn reconcile(inner: &Arc<Inner>, peer: &str, grace: bool) -> Result<u64, ConsensusError> {
     let mut buckets = differing(inner, peer).await?;
     if buckets.is_empty() {
         return Ok(0);
@@ -620,6 +669,7 @@ async fn sync_round(inner: &Arc<Inner>, peer: &str, grace: bool) -> Result<u64, 
             return Ok(0);
         }
     }
+    inner.metrics.buckets_pulled.inc_by(buckets.len() as u64);
     let before = inner.stats.synced_records_applied.load(Ordering::Relaxed);
     let mut trusted_authors: HashMap<Vec<u8>, bool> = HashMap::new();
     for (first, last) in ranges(&buckets) {
@@ -677,6 +727,7 @@ async fn pull_range(
                 records.push(record);
             } else {
                 inner.stats.synced_records_refused.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.sync_records_refused.inc();
             }
         }
         if let Some(max) = records.iter().map(|r| r.version.clock).max() {

@@ -35,6 +35,13 @@ pub enum Target {
     },
     /// A unix socket path (`/unix/<path>`).
     Unix(PathBuf),
+    /// A peer's libp2p-http API: the whole multiaddr, ending in `/p2p/<peer id>`.
+    Libp2p {
+        /// The multiaddr to dial.
+        addr: String,
+        /// The peer id it ends in (the `Host` header, as go-libp2p-http sends it).
+        peer: String,
+    },
 }
 
 /// One address of the API.
@@ -55,6 +62,7 @@ impl Endpoint {
             Target::Tcp { host, port } => format!("{host}:{port}"),
             // Go's client sends the URL's host; for a unix socket there is none worth naming.
             Target::Unix(_) => "localhost".to_owned(),
+            Target::Libp2p { peer, .. } => peer.clone(),
         }
     }
 }
@@ -64,6 +72,7 @@ impl fmt::Display for Endpoint {
         match &self.target {
             Target::Tcp { .. } => write!(f, "{}", self.authority()),
             Target::Unix(path) => write!(f, "unix:{}", path.display()),
+            Target::Libp2p { addr, .. } => write!(f, "libp2p:{addr}"),
         }
     }
 }
@@ -144,8 +153,12 @@ fn parse_multiaddr(text: &str) -> anyhow::Result<Endpoint> {
             Protocol::Tls => tls = true,
             Protocol::Http => scheme = Some(if tls { Scheme::Https } else { Scheme::Http }),
             Protocol::Https => scheme = Some(Scheme::Https),
-            Protocol::P2p(_) => {
-                bail!("libp2p-http (/p2p/...) is not supported by cairn: give the API's HTTP address")
+            Protocol::P2p(peer) => {
+                // libp2p-http: the stream is encrypted by libp2p, so plain HTTP inside.
+                return Ok(Endpoint {
+                    target: Target::Libp2p { addr: text.to_owned(), peer: peer.to_string() },
+                    scheme: Some(Scheme::Http),
+                });
             }
             other => bail!("unsupported protocol /{} (expected /ip4, /ip6 or /dns, then /tcp)", other.tag()),
         }

@@ -95,6 +95,8 @@ pub struct ClientSettings {
     pub tls: TlsOptions,
     /// Whole-request deadline; `None` for none.
     pub timeout: Option<Duration>,
+    /// The cluster secret, the private-network key for a libp2p-http address (`--secret`).
+    pub secret: Option<[u8; 32]>,
 }
 
 /// A REST API client.
@@ -105,6 +107,7 @@ pub struct Client {
     authorization: Option<String>,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Option<Duration>,
+    secret: Option<[u8; 32]>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -142,7 +145,7 @@ impl Client {
         let implied_https = implied_https && endpoints.iter().any(|(e, s)| e.scheme.is_none() && *s == Scheme::Https);
         let tls =
             if endpoints.iter().any(|(_, s)| *s == Scheme::Https) { Some(tls_config(&settings.tls)?) } else { None };
-        Ok(Self { endpoints, implied_https, authorization, tls, timeout: settings.timeout })
+        Ok(Self { endpoints, implied_https, authorization, tls, timeout: settings.timeout, secret: settings.secret })
     }
 
     /// A request whose answer is one JSON value (`None` for 204).
@@ -275,13 +278,17 @@ impl Client {
                 Box::new(tcp)
             }
             Target::Unix(path) => Box::new(UnixStream::connect(path).await?),
+            Target::Libp2p { addr, .. } => {
+                let addr = addr.parse().with_context(|| format!("invalid multiaddr {addr}"))?;
+                Box::new(cairn_libp2p_http::dial(addr, self.secret).await?)
+            }
         };
         let io: Box<dyn Io> = match (scheme, &self.tls) {
             (Scheme::Http, _) => io,
             (Scheme::Https, Some(config)) => {
                 let name = match &endpoint.target {
                     Target::Tcp { host, .. } => host.clone(),
-                    Target::Unix(_) => "localhost".to_owned(),
+                    Target::Unix(_) | Target::Libp2p { .. } => "localhost".to_owned(),
                 };
                 let name = ServerName::try_from(name).context("server name for TLS")?;
                 let connector = tokio_rustls::TlsConnector::from(config.clone());

@@ -48,6 +48,10 @@ pub struct ApiOptions {
     /// Accept any TLS certificate from the API.
     #[arg(long, global = true)]
     no_check_certificate: bool,
+    /// The cluster secret (64 hex characters): the private-network key when --host is a
+    /// libp2p-http address (`/ip4/…/tcp/…/p2p/<peer id>`).
+    #[arg(long, global = true, value_name = "HEX")]
+    secret: Option<String>,
     /// Trust the CA certificates of this PEM file instead of the system's (Cairn).
     #[arg(long, global = true, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -230,6 +234,10 @@ fn client(api: &ApiOptions, config: Option<PathBuf>) -> anyhow::Result<Client> {
         token: api.token.clone(),
         tls: TlsOptions { no_check: api.no_check_certificate, ca_cert: api.ca_cert.clone() },
         timeout: (api.timeout > 0).then(|| Duration::from_secs(api.timeout)),
+        secret: match api.secret.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(hex) => crate::config::decode_secret(hex).map_err(|e| anyhow::anyhow!("--secret: {e}"))?,
+        },
     })
 }
 

@@ -1,0 +1,353 @@
+//! The UnixFS importer: files and directories of one add request into one DAG.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Display;
+
+use bytes::Bytes;
+use cid::Cid;
+use futures::{Stream, StreamExt};
+
+use crate::builder::{FileBuilder, Pending};
+use crate::pb::{self, PbLink};
+use crate::{AddEvent, AdderError, Block, BlockSink, DagParams};
+
+/// Bytes between two progress events (IPFS Cluster's `progressReaderIncrement`).
+const PROGRESS_INCREMENT: u64 = 256 * 1024;
+/// Kubo's `HAMTShardingSize`: directories whose estimated size reaches it become HAMT shards.
+const HAMT_SHARDING_SIZE: usize = 256 * 1024;
+
+/// Switches of one add request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportOptions {
+    /// Put everything in one more directory, which becomes the root (Added name "").
+    pub wrap_with_directory: bool,
+    /// Keep entries whose name starts with '.' below the top level (else they are skipped).
+    pub hidden: bool,
+    /// Emit [`AddEvent::Progress`] while files are read.
+    pub progress: bool,
+}
+
+/// An entry of the directory tree being built.
+enum Entry {
+    File { cid: Cid, size: u64 },
+    Dir(Dir),
+}
+
+/// A directory being built; `BTreeMap` keeps names in byte order, which is dag-pb's link order.
+#[derive(Default)]
+struct Dir {
+    children: BTreeMap<String, Entry>,
+}
+
+/// Builds the DAG of one add request: files, then directories, then the root.
+pub struct Importer<S: BlockSink> {
+    params: DagParams,
+    options: ImportOptions,
+    sink: S,
+    root: Dir,
+    /// Top-level names in the order they first appeared (without wrapping, each is a root).
+    top_order: Vec<String>,
+    top_seen: HashSet<String>,
+    /// Set by a bad `DagParams` given directly (not through `parse`), reported on first use.
+    invalid: Option<AdderError>,
+}
+
+impl<S: BlockSink> Importer<S> {
+    /// An importer writing blocks to `sink`.
+    pub fn new(params: DagParams, options: ImportOptions, sink: S) -> Self {
+        Importer {
+            params,
+            options,
+            sink,
+            root: Dir::default(),
+            top_order: Vec::new(),
+            top_seen: HashSet::new(),
+            invalid: params.check().err(),
+        }
+    }
+
+    /// Gives the sink back (e.g. to inspect collected blocks).
+    pub fn into_sink(self) -> S {
+        self.sink
+    }
+
+    /// One file at `path` ("a.txt" or "dir/sub/b.bin", '/'-separated, already URL-unescaped); data
+    /// is streamed chunk by chunk, never fully buffered.
+    ///
+    /// Returns `None` when the file is skipped as hidden (the caller drops the rest of its data).
+    /// An empty path is a nameless file: Added name "", linked by its CID string, like Kubo.
+    pub async fn add_file<E: Display>(
+        &mut self,
+        path: &str,
+        mut data: impl Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        events: &mut (dyn FnMut(AddEvent) + Send),
+    ) -> Result<Option<Cid>, AdderError> {
+        if let Some(err) = self.invalid.take() {
+            return Err(err);
+        }
+        let parts = split_path(path)?;
+        if self.is_hidden(&parts) {
+            return Ok(None);
+        }
+        let name = parts.join("/");
+        if !parts.is_empty() {
+            // Fail before reading any data.
+            self.check_free(&parts, &name)?;
+        }
+
+        let chunk_size = self.params.chunker.size();
+        let mut builder = FileBuilder::new(self.params);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut blocks = Vec::new();
+        let (mut read, mut reported) = (0u64, 0u64);
+        while let Some(item) = data.next().await {
+            let mut bytes = item.map_err(|e| AdderError::Input { path: name.clone(), message: e.to_string() })?;
+            read = read.saturating_add(bytes.len() as u64);
+            while !bytes.is_empty() {
+                if buf.is_empty() && bytes.len() >= chunk_size {
+                    // Whole chunks straight from the input, without copying.
+                    builder.push_chunk(bytes.split_to(chunk_size), &mut blocks);
+                    self.put_all(&mut blocks).await?;
+                    continue;
+                }
+                if buf.capacity() == 0 {
+                    buf.reserve_exact(chunk_size);
+                }
+                let take = (chunk_size - buf.len()).min(bytes.len());
+                buf.extend_from_slice(&bytes.split_to(take));
+                if buf.len() == chunk_size {
+                    builder.push_chunk(Bytes::from(std::mem::take(&mut buf)), &mut blocks);
+                    // Blocks leave as soon as they exist, so memory stays at one chunk per file.
+                    self.put_all(&mut blocks).await?;
+                }
+            }
+            if self.options.progress && read - reported >= PROGRESS_INCREMENT {
+                reported = read;
+                events(AddEvent::Progress { name: name.clone(), bytes: read });
+            }
+        }
+        if !buf.is_empty() {
+            builder.push_chunk(Bytes::from(buf), &mut blocks);
+        }
+        let root = builder.finish(&mut blocks);
+        self.put_all(&mut blocks).await?;
+        if self.options.progress {
+            // IPFS Cluster's progress reader always reports at EOF.
+            events(AddEvent::Progress { name: name.clone(), bytes: read });
+        }
+
+        let entry = Entry::File { cid: root.cid, size: root.tsize };
+        if parts.is_empty() {
+            let key = root.cid.to_string();
+            self.insert(&[key.as_str()], &name, entry)?;
+        } else {
+            self.insert(&parts, &name, entry)?;
+        }
+        events(AddEvent::Added { name, cid: root.cid, size: root.tsize });
+        Ok(Some(root.cid))
+    }
+
+    /// A directory entry (possibly empty); parents are created as needed, existing ones reused.
+    pub fn add_directory(&mut self, path: &str) -> Result<(), AdderError> {
+        let parts = split_path(path)?;
+        if parts.is_empty() || self.is_hidden(&parts) {
+            return Ok(());
+        }
+        let name = parts.join("/");
+        self.note_top(parts[0]);
+        dir_mut(&mut self.root, &parts, &name).map(|_| ())
+    }
+
+    /// Builds the directory nodes (Kubo emits directories after their files, children before
+    /// parents, siblings in name order), emits their Added events, and returns the root: the
+    /// wrapping directory, else the last top-level entry (IPFS Cluster returns the root of the
+    /// last top-level entry when several are sent without wrapping).
+    pub async fn finish(mut self, events: &mut (dyn FnMut(AddEvent) + Send)) -> Result<Cid, AdderError> {
+        if let Some(err) = self.invalid.take() {
+            return Err(err);
+        }
+        if self.options.wrap_with_directory {
+            let root = std::mem::take(&mut self.root);
+            return self.emit_dirs(root, String::new(), events).await;
+        }
+        let Some(last) = self.top_order.last().cloned() else {
+            return Err(AdderError::NothingAdded);
+        };
+        let mut result = None;
+        for name in std::mem::take(&mut self.top_order) {
+            let cid = match self.root.children.remove(&name) {
+                Some(Entry::Dir(dir)) => self.emit_dirs(dir, name.clone(), events).await?,
+                Some(Entry::File { cid, .. }) => cid,
+                None => continue,
+            };
+            if name == last {
+                result = Some(cid);
+            }
+        }
+        result.ok_or(AdderError::NothingAdded)
+    }
+
+    /// Builds `dir` and its sub-directories, puts their blocks and emits their events.
+    async fn emit_dirs(
+        &mut self,
+        dir: Dir,
+        path: String,
+        events: &mut (dyn FnMut(AddEvent) + Send),
+    ) -> Result<Cid, AdderError> {
+        let (built, root) = build_dirs(&self.params, dir, path)?;
+        for (block, event) in built {
+            self.sink.put(block).await?;
+            events(event);
+        }
+        Ok(root)
+    }
+
+    async fn put_all(&mut self, blocks: &mut Vec<Block>) -> Result<(), AdderError> {
+        for block in blocks.drain(..) {
+            self.sink.put(block).await?;
+        }
+        Ok(())
+    }
+
+    /// Kubo skips entries named ".x" met while walking a directory; the top level is always kept.
+    fn is_hidden(&self, parts: &[&str]) -> bool {
+        !self.options.hidden && parts.iter().skip(1).any(|p| p.starts_with('.'))
+    }
+
+    fn note_top(&mut self, name: &str) {
+        if self.top_seen.insert(name.to_owned()) {
+            self.top_order.push(name.to_owned());
+        }
+    }
+
+    /// Errors if `parts` is taken or runs through a file.
+    fn check_free(&self, parts: &[&str], name: &str) -> Result<(), AdderError> {
+        let mut dir = &self.root;
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            match dir.children.get(*part) {
+                None => return Ok(()),
+                Some(_) if last => return Err(AdderError::DuplicatePath(name.to_owned())),
+                Some(Entry::Dir(d)) => dir = d,
+                Some(Entry::File { .. }) => {
+                    return Err(AdderError::PathConflict { path: name.to_owned(), file: parts[..=i].join("/") });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, parts: &[&str], name: &str, entry: Entry) -> Result<(), AdderError> {
+        let Some((last, parents)) = parts.split_last() else {
+            return Err(AdderError::Path { path: name.to_owned(), reason: "empty path" });
+        };
+        self.note_top(parts[0]);
+        let dir = dir_mut(&mut self.root, parents, name)?;
+        if dir.children.contains_key(*last) {
+            return Err(AdderError::DuplicatePath(name.to_owned()));
+        }
+        dir.children.insert((*last).to_owned(), entry);
+        Ok(())
+    }
+}
+
+/// Splits a '/'-separated path, dropping empty and "." components like Go's `path.Join`.
+fn split_path(path: &str) -> Result<Vec<&str>, AdderError> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(AdderError::Path { path: path.to_owned(), reason: "\"..\" components are not allowed" });
+            }
+            _ if part.contains('\0') => {
+                return Err(AdderError::Path { path: path.to_owned(), reason: "NUL bytes are not allowed" });
+            }
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts)
+}
+
+/// The directory at `parts` below `root`, created with its parents when missing.
+fn dir_mut<'a>(root: &'a mut Dir, parts: &[&str], name: &str) -> Result<&'a mut Dir, AdderError> {
+    let mut dir = root;
+    for (i, part) in parts.iter().enumerate() {
+        let entry = dir.children.entry((*part).to_owned()).or_insert_with(|| Entry::Dir(Dir::default()));
+        dir = match entry {
+            Entry::Dir(d) => d,
+            Entry::File { .. } => {
+                return Err(AdderError::PathConflict { path: name.to_owned(), file: parts[..=i].join("/") });
+            }
+        };
+    }
+    Ok(dir)
+}
+
+/// One directory being assembled by `build_dirs`.
+struct OpenDir {
+    path: String,
+    name: String,
+    entries: std::collections::btree_map::IntoIter<String, Entry>,
+    links: Vec<(String, Pending)>,
+}
+
+/// Builds every directory node below and including `root`, post-order (children first,
+/// siblings in name order, as Kubo's `outputDirs`), without recursion so deep paths cannot
+/// exhaust the stack. Returns the blocks with their Added events, and the root CID.
+fn build_dirs(params: &DagParams, root: Dir, root_path: String) -> Result<(Vec<(Block, AddEvent)>, Cid), AdderError> {
+    let mut out = Vec::new();
+    let mut stack =
+        vec![OpenDir { path: root_path, name: String::new(), entries: root.children.into_iter(), links: Vec::new() }];
+    while let Some(top) = stack.last_mut() {
+        match top.entries.next() {
+            Some((name, Entry::File { cid, size })) => {
+                top.links.push((name, Pending { cid, tsize: size, filesize: 0 }))
+            }
+            Some((name, Entry::Dir(dir))) => {
+                let path = if top.path.is_empty() { name.clone() } else { format!("{}/{name}", top.path) };
+                stack.push(OpenDir { path, name, entries: dir.children.into_iter(), links: Vec::new() });
+            }
+            None => {
+                let Some(done) = stack.pop() else { break };
+                let (block, node) = directory_node(params, &done.path, &done.links)?;
+                out.push((block, AddEvent::Added { name: done.path, cid: node.cid, size: node.tsize }));
+                match stack.last_mut() {
+                    Some(parent) => parent.links.push((done.name, node)),
+                    None => return Ok((out, node.cid)),
+                }
+            }
+        }
+    }
+    // The loop returns when the root is popped; an empty stack cannot be reached first.
+    Err(AdderError::NothingAdded)
+}
+
+/// A plain UnixFS directory over `links` (already in byte order).
+fn directory_node(params: &DagParams, path: &str, links: &[(String, Pending)]) -> Result<(Block, Pending), AdderError> {
+    let hashes: Vec<Vec<u8>> = links.iter().map(|(_, p)| p.cid.to_bytes()).collect();
+    let estimated: usize = links.iter().zip(&hashes).map(|((name, _), h)| name.len() + h.len()).sum();
+    if estimated >= HAMT_SHARDING_SIZE {
+        return Err(AdderError::DirectoryTooLarge { path: path.to_owned(), entries: links.len(), estimated });
+    }
+    let pb_links: Vec<PbLink<'_>> =
+        links.iter().zip(&hashes).map(|((name, p), hash)| PbLink { hash, name, tsize: p.tsize }).collect();
+    let data = pb::encode_node(&pb_links, &pb::unixfs_directory());
+    let cid = params.node_cid(&data);
+    let tsize = links.iter().fold(data.len() as u64, |a, (_, p)| a.saturating_add(p.tsize));
+    Ok((Block { cid, data: Bytes::from(data) }, Pending { cid, tsize, filesize: 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(split_path("a/b").ok(), Some(vec!["a", "b"]));
+        assert_eq!(split_path("/a//./b/").ok(), Some(vec!["a", "b"]));
+        assert_eq!(split_path("").ok(), Some(vec![]));
+        let err = split_path("a/../b").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("\"a/../b\""), "{err}");
+    }
+}

@@ -1,0 +1,249 @@
+//! The peer's HTTP endpoints, each started only when its section is present (removing a
+//! section closes its port): the REST API (`api.restapi`, plus its libp2p-http host when
+//! `libp2p_listen_multiaddress`, `id` and `private_key` are set), the Pinning Service API
+//! (`api.pinsvcapi`) and the IPFS proxy (`api.ipfsproxy`). Every one of them asks its section's
+//! authorizer and CORS plugins.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cairn_api::{ApiFuture, ApiServer, IncomingStream, RequestPolicy};
+use cairn_ipfsproxy::{ProxyCluster, ProxyConfig, ProxyServer, RepoStat};
+use cairn_libp2p_http::Libp2pHttpHost;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::cluster::ClusterRpc;
+use crate::config::{ConfigDir, HttpApiConfig, IpfsProxyConfig, ServiceConfig};
+use crate::daemon::{Policies, Slot};
+use crate::facade::Facade;
+
+/// The RPC that answers this peer's IPFS `repo/stat` (for the proxy's cluster-wide sum).
+pub const REPO_STAT: &str = "IPFSConnector.RepoStat";
+
+/// The running endpoints.
+#[derive(Default)]
+pub struct Apis {
+    servers: Vec<(&'static str, ApiServer)>,
+    proxy: Option<ProxyServer>,
+    libp2p: Option<(Arc<Libp2pHttpHost>, JoinHandle<()>)>,
+}
+
+impl Apis {
+    /// Starts every configured endpoint; an error names the section and key.
+    pub async fn start(
+        dir: &ConfigDir,
+        config: &ServiceConfig,
+        policies: &Policies,
+        rpc: Arc<ClusterRpc>,
+    ) -> anyhow::Result<Apis> {
+        let mut apis = Apis::default();
+        let facade = Arc::new(Facade(rpc.clone()));
+        let file = dir.service();
+        match &config.api.restapi {
+            None => info!("api.restapi is not configured: the REST API is off"),
+            Some(section) => {
+                let server = crate::restapi::server_config(dir, "api.restapi", cairn_api::Api::Restapi, section)?;
+                let policy = policy(policies, "api.restapi")?;
+                let api = cairn_api::serve(server.clone(), facade.clone(), policy.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: api.restapi: {e}", file.display()))?;
+                for addr in api.local_addrs() {
+                    info!(%addr, "REST API listening");
+                }
+                apis.servers.push(("restapi", api));
+                if let Some((host, incoming)) = libp2p_host(dir, section).await? {
+                    let api = cairn_api::serve_streams(server, facade.clone(), policy, incoming)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}: api.restapi: {e}", file.display()))?;
+                    apis.servers.push(("restapi (libp2p-http)", api));
+                    apis.libp2p = Some(host);
+                }
+            }
+        }
+        match &config.api.pinsvcapi {
+            None => info!("api.pinsvcapi is not configured: the Pinning Service API is off"),
+            Some(section) => {
+                let server = crate::restapi::server_config(dir, "api.pinsvcapi", cairn_api::Api::Pinsvcapi, section)?;
+                let api = cairn_api::serve_pinsvc(server, facade.clone(), policy(policies, "api.pinsvcapi")?)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: api.pinsvcapi: {e}", file.display()))?;
+                for addr in api.local_addrs() {
+                    info!(%addr, "Pinning Service API listening");
+                }
+                apis.servers.push(("pinsvcapi", api));
+            }
+        }
+        match &config.api.ipfsproxy {
+            None => info!("api.ipfsproxy is not configured: the IPFS proxy is off"),
+            Some(section) => {
+                let settings = proxy_config(dir, section)?;
+                let extras = Arc::new(ClusterRepoStat(rpc));
+                let proxy = cairn_ipfsproxy::serve(settings, facade, extras, policy(policies, "api.ipfsproxy")?)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: api.ipfsproxy: {e}", file.display()))?;
+                for addr in proxy.local_addrs() {
+                    info!(%addr, "IPFS proxy listening");
+                }
+                apis.proxy = Some(proxy);
+            }
+        }
+        Ok(apis)
+    }
+
+    /// Stops taking requests and lets the running ones finish.
+    pub async fn stop(self) {
+        for (_, server) in self.servers {
+            server.shutdown().await;
+        }
+        if let Some(proxy) = self.proxy {
+            proxy.shutdown().await;
+        }
+        if let Some((host, pump)) = self.libp2p {
+            pump.abort();
+            host.shutdown().await;
+        }
+    }
+}
+
+/// The section's authorizer and CORS plugins as the servers' request policy.
+fn policy(policies: &Policies, section: &str) -> anyhow::Result<Arc<dyn RequestPolicy>> {
+    let authorizer = match policies.slots.get(&format!("{section}.authorizer_plugin")) {
+        Some(Slot::Authorizer(s)) => s.clone(),
+        _ => bail!("{section}: no authorizer plugin loaded"),
+    };
+    let cors = match policies.slots.get(&format!("{section}.cors_plugin")) {
+        Some(Slot::Cors(s)) => s.clone(),
+        _ => bail!("{section}: no CORS plugin loaded"),
+    };
+    Ok(Arc::new(crate::restapi::PluginPolicy { authorizer, cors }))
+}
+
+/// The separate libp2p host of `api.restapi` (no private-network key, as IPFS Cluster's: its
+/// requests need the API's credentials), and the channel its streams arrive on.
+async fn libp2p_host(
+    dir: &ConfigDir,
+    section: &HttpApiConfig,
+) -> anyhow::Result<Option<((Arc<Libp2pHttpHost>, JoinHandle<()>), mpsc::Receiver<IncomingStream>)>> {
+    let file = dir.service();
+    let (Some(listen), Some(id), Some(key)) = (&section.libp2p_listen_multiaddress, &section.id, &section.private_key)
+    else {
+        return Ok(None);
+    };
+    let keypair = cairn_libp2p_http::host_identity(id, key)
+        .map_err(|e| anyhow::anyhow!("{}: api.restapi.id / private_key: {e}", file.display()))?;
+    let mut addrs = Vec::new();
+    for addr in &listen.0 {
+        addrs.push(
+            addr.parse()
+                .with_context(|| format!("{}: api.restapi.libp2p_listen_multiaddress {addr:?}", file.display()))?,
+        );
+    }
+    let host = Arc::new(
+        Libp2pHttpHost::start(keypair, addrs, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: api.restapi.libp2p_listen_multiaddress: {e}", file.display()))?,
+    );
+    for addr in host.dial_addrs() {
+        info!(%addr, "REST API listening (libp2p-http)");
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let pump = {
+        let host = host.clone();
+        tokio::spawn(async move {
+            while let Some((peer, stream)) = host.accept().await {
+                let incoming = IncomingStream {
+                    io: Box::new(stream),
+                    remote_addr: format!("/p2p/{peer}"),
+                    peer_id: Some(peer.to_string()),
+                };
+                if tx.send(incoming).await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    Ok(Some(((host, pump), rx)))
+}
+
+/// `api.ipfsproxy` mapped onto the proxy's settings.
+fn proxy_config(dir: &ConfigDir, section: &IpfsProxyConfig) -> anyhow::Result<ProxyConfig> {
+    let file = dir.service();
+    let mut listen = Vec::new();
+    for addr in &section.listen_multiaddress.0 {
+        listen.push(
+            crate::restapi::listen_addr(addr)
+                .with_context(|| format!("{}: api.ipfsproxy.listen_multiaddress", file.display()))?,
+        );
+    }
+    if listen.is_empty() {
+        listen.push(cairn_api::ListenAddr::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], 9095))));
+    }
+    let node = cairn_ipfs::DaemonAddr::parse(&section.node_multiaddress)
+        .map_err(|e| anyhow::anyhow!("{}: api.ipfsproxy.node_multiaddress: {e}", file.display()))?;
+    let mut settings = ProxyConfig::new(listen, node);
+    settings.node_https = section.node_https;
+    settings.read_timeout = section.read_timeout.0;
+    settings.read_header_timeout = section.read_header_timeout.0;
+    settings.write_timeout = section.write_timeout.0;
+    settings.idle_timeout = section.idle_timeout.0;
+    settings.max_header_bytes = usize::try_from(section.max_header_bytes).unwrap_or(usize::MAX);
+    settings.extract_headers_extra = section.extract_headers_extra.clone();
+    settings.extract_headers_path = section.extract_headers_path.clone();
+    settings.extract_headers_ttl = section.extract_headers_ttl.0;
+    Ok(settings)
+}
+
+/// The proxy's `repo/stat`: every peer's IPFS repository, summed.
+struct ClusterRepoStat(Arc<ClusterRpc>);
+
+impl ProxyCluster for ClusterRepoStat {
+    fn repo_stat_all(&self) -> ApiFuture<'_, RepoStat> {
+        Box::pin(async move {
+            let facade = Facade(self.0.clone());
+            let mut sum = RepoStat::default();
+            for (peer, answer) in facade.fan_out(REPO_STAT, Vec::new()).await {
+                match answer.and_then(|raw| serde_json::from_slice::<RepoStatAnswer>(&raw).map_err(|e| e.to_string())) {
+                    Ok(stat) => {
+                        sum.repo_size += stat.repo_size;
+                        sum.storage_max += stat.storage_max;
+                        sum.num_objects += stat.num_objects;
+                    }
+                    // IPFS Cluster skips peers that refuse or fail.
+                    Err(e) => tracing::debug!(%peer, "repo/stat skipped: {e}"),
+                }
+            }
+            Ok(sum)
+        })
+    }
+}
+
+/// `IPFSConnector.RepoStat`'s answer.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct RepoStatAnswer {
+    /// Bytes used.
+    pub repo_size: u64,
+    /// Bytes allowed.
+    pub storage_max: u64,
+    /// Blocks stored.
+    pub num_objects: u64,
+}
+
+impl ClusterRpc {
+    /// `IPFSConnector.RepoStat`: this peer's IPFS repository size.
+    pub(crate) async fn local_repo_stat(&self) -> Result<Vec<u8>, String> {
+        let ipfs = self.ipfs()?;
+        let stat = tokio::time::timeout(Duration::from_secs(60), ipfs.repo_stat())
+            .await
+            .map_err(|_| "repo/stat: no answer within 60s".to_string())?
+            .map_err(|e| format!("repo/stat: {e}"))?;
+        let answer = RepoStatAnswer {
+            repo_size: stat.repo_size,
+            storage_max: stat.storage_max,
+            num_objects: stat.num_objects.unwrap_or(0),
+        };
+        serde_json::to_vec(&answer).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,217 @@
+//! The security summary `cairn daemon` prints at start: every listener, its address, who may
+//! use it and whether traffic is encrypted, with a warning for an endpoint anyone can use on a
+//! non-loopback address and for a cluster without a secret (IPFS Cluster's security page
+//! rules, reference §6.4).
+
+use std::fmt;
+
+use crate::config::{HttpApiConfig, PluginRef, ServiceConfig};
+
+/// Who may use a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who can connect.
+    Open,
+    /// Basic credentials (or tokens issued for them) checked by the default authorizer.
+    Credentials,
+    /// An operator-chosen authorizer plugin decides.
+    Plugin(String),
+    /// Peers holding the cluster secret, each identified by its key.
+    SwarmKey,
+    /// Any libp2p peer, identified by its key (no private network).
+    PeerKeys,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Access::Open => f.write_str("OPEN (no authentication)"),
+            Access::Credentials => f.write_str("basic auth / tokens (builtin:basic-auth)"),
+            Access::Plugin(p) => write!(f, "decided by plugin {p}"),
+            Access::SwarmKey => f.write_str("cluster secret (pnet) + peer keys"),
+            Access::PeerKeys => f.write_str("peer keys only (no cluster secret)"),
+        }
+    }
+}
+
+/// One listener of the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// What it serves, e.g. `restapi`.
+    pub name: &'static str,
+    /// The configured multiaddress.
+    pub address: String,
+    /// Who may use it.
+    pub access: Access,
+    /// How traffic is protected, e.g. `TLS`, `noise`, `none`.
+    pub encryption: &'static str,
+}
+
+impl Listener {
+    /// Whether anyone on the network can use it: open and not bound to loopback or a socket.
+    pub fn exposed(&self) -> bool {
+        self.access == Access::Open && !is_local(&self.address)
+    }
+}
+
+/// True for loopback IPs and unix sockets, which only this machine reaches.
+fn is_local(multiaddr: &str) -> bool {
+    let parts: Vec<&str> = multiaddr.split('/').collect();
+    match parts.as_slice() {
+        ["", "unix", ..] => true,
+        ["", "ip4", ip, ..] => ip.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()),
+        ["", "ip6", ip, ..] => ip.parse::<std::net::Ipv6Addr>().is_ok_and(|ip| ip.is_loopback()),
+        _ => false,
+    }
+}
+
+/// The access an HTTP API's authorizer gives: the default plugin is open without credentials.
+fn api_access(authorizer: Option<&PluginRef>, credentials_set: bool) -> Access {
+    match authorizer.map(|p| p.plugin.as_str()) {
+        None | Some("builtin:basic-auth") if credentials_set => Access::Credentials,
+        None | Some("builtin:basic-auth") => Access::Open,
+        Some(other) => Access::Plugin(other.to_string()),
+    }
+}
+
+fn http_api(out: &mut Vec<Listener>, name: &'static str, libp2p_name: &'static str, api: &HttpApiConfig) {
+    let access = api_access(api.authorizer_plugin.as_ref(), api.basic_auth_credentials.is_some());
+    let encryption = if api.ssl_cert_file.is_empty() { "none" } else { "TLS" };
+    for address in &api.http_listen_multiaddress.0 {
+        out.push(Listener { name, address: address.clone(), access: access.clone(), encryption });
+    }
+    for address in api.libp2p_listen_multiaddress.iter().flat_map(|l| l.0.iter()) {
+        out.push(Listener { name: libp2p_name, address: address.clone(), access: access.clone(), encryption: "noise" });
+    }
+}
+
+/// Every listener the configuration opens (with `stats`, the `--stats` flag, the metrics
+/// endpoint whatever `enable_stats` says), and the warnings about them.
+pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<String>) {
+    let mut listeners = Vec::new();
+    let mut warnings = Vec::new();
+    let secret_set = config.secret_bytes().is_some();
+    if let Some(cluster) = &config.cluster {
+        let access = if secret_set { Access::SwarmKey } else { Access::PeerKeys };
+        for address in &cluster.listen_multiaddress.0 {
+            listeners.push(Listener {
+                name: "cluster swarm",
+                address: address.clone(),
+                access: access.clone(),
+                encryption: "noise",
+            });
+        }
+    }
+    if !secret_set {
+        warnings.push(
+            "cluster.secret is empty: any libp2p node can connect to the cluster swarm (set a 32-byte hex secret)"
+                .to_string(),
+        );
+    }
+    if let Some(api) = &config.api.restapi {
+        http_api(&mut listeners, "restapi", "restapi (libp2p-http)", api);
+    }
+    if let Some(api) = &config.api.pinsvcapi {
+        http_api(&mut listeners, "pinsvcapi", "pinsvcapi (libp2p-http)", api);
+    }
+    if let Some(proxy) = &config.api.ipfsproxy {
+        let access = api_access(proxy.authorizer_plugin.as_ref(), proxy.basic_auth_credentials.is_some());
+        for address in &proxy.listen_multiaddress.0 {
+            listeners.push(Listener {
+                name: "ipfsproxy",
+                address: address.clone(),
+                access: access.clone(),
+                encryption: "none",
+            });
+        }
+    }
+    let metrics = &config.observations.metrics;
+    if metrics.enable_stats || stats {
+        listeners.push(Listener {
+            name: "prometheus",
+            address: metrics.prometheus_endpoint.clone(),
+            access: Access::Open,
+            encryption: "none",
+        });
+    }
+    for listener in &listeners {
+        if listener.exposed() {
+            warnings.push(format!(
+                "{} on {} has no authentication and is not bound to loopback: anyone who reaches this address can use it",
+                listener.name, listener.address
+            ));
+        }
+    }
+    (listeners, warnings)
+}
+
+/// Logs the summary: one line per listener, one warning per problem.
+pub fn log(config: &ServiceConfig, stats: bool) {
+    let (listeners, warnings) = summary(config, stats);
+    for l in &listeners {
+        tracing::info!(target: "cairn::security", "listener {:<24} {:<32} access: {}; encryption: {}", l.name, l.address, l.access, l.encryption);
+    }
+    for w in &warnings {
+        tracing::warn!(target: "cairn::security", "{w}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> ServiceConfig {
+        serde_json::from_value(json).expect("config")
+    }
+
+    #[test]
+    fn loopback_and_sockets_are_local() {
+        assert!(is_local("/ip4/127.0.0.1/tcp/9094"));
+        assert!(is_local("/ip6/::1/tcp/9094"));
+        assert!(is_local("/unix/run/cairn.sock"));
+        assert!(!is_local("/ip4/0.0.0.0/tcp/9094"));
+        assert!(!is_local("/ip4/10.0.0.1/tcp/9094"));
+        assert!(!is_local("/dns4/example.com/tcp/9094"));
+    }
+
+    #[test]
+    fn open_endpoints_off_loopback_and_an_empty_secret_are_warned_about() {
+        let cfg = config(serde_json::json!({
+            "cluster": {"secret": "", "listen_multiaddress": "/ip4/0.0.0.0/tcp/9096"},
+            "consensus": {"crdt": {}},
+            "api": {
+                "restapi": {"http_listen_multiaddress": "/ip4/0.0.0.0/tcp/9094"},
+                "pinsvcapi": {"http_listen_multiaddress": "/ip4/0.0.0.0/tcp/9097", "basic_auth_credentials": {"u": "p"}},
+                "ipfsproxy": {"listen_multiaddress": "/ip4/127.0.0.1/tcp/9095"}
+            },
+            "observations": {"metrics": {"enable_stats": true, "prometheus_endpoint": "/ip4/0.0.0.0/tcp/8888"}}
+        }));
+        let (listeners, warnings) = summary(&cfg, false);
+        let names: Vec<&str> = listeners.iter().map(|l| l.name).collect();
+        assert_eq!(names, ["cluster swarm", "restapi", "pinsvcapi", "ipfsproxy", "prometheus"]);
+        assert_eq!(listeners[0].access, Access::PeerKeys);
+        assert_eq!(listeners[2].access, Access::Credentials);
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(warnings[0].contains("cluster.secret is empty"));
+        assert!(warnings[1].contains("restapi on /ip4/0.0.0.0/tcp/9094"));
+        assert!(warnings[2].contains("prometheus on /ip4/0.0.0.0/tcp/8888"));
+    }
+
+    #[test]
+    fn a_custom_authorizer_is_named_and_not_warned_about() {
+        let cfg = config(serde_json::json!({
+            "cluster": {"secret": "aa".repeat(32)},
+            "consensus": {"crdt": {}},
+            "api": {"restapi": {
+                "http_listen_multiaddress": "/ip4/0.0.0.0/tcp/9094",
+                "ssl_cert_file": "cert.pem", "ssl_key_file": "key.pem",
+                "authorizer_plugin": {"plugin": "plugins/tokens.wasm"}
+            }}
+        }));
+        let (listeners, warnings) = summary(&cfg, false);
+        let rest = listeners.iter().find(|l| l.name == "restapi").expect("restapi");
+        assert_eq!(rest.access, Access::Plugin("plugins/tokens.wasm".into()));
+        assert_eq!(rest.encryption, "TLS");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}

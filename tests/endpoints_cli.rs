@@ -1,0 +1,183 @@
+//! Every endpoint of a `cairn daemon` (REST API, Pinning Service API, IPFS proxy, the REST API
+//! over libp2p-http, Prometheus): each listens when its section is there and its port is closed
+//! when the section is removed; the security summary names every listener; the `cairn` client
+//! reaches the API over libp2p-http; `/metrics` passes `promtool check metrics`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn config(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("service.json")).expect("read")).expect("json")
+}
+
+/// The TCP port of a `/ip4/127.0.0.1/tcp/<port>` multiaddress.
+fn port_of(multiaddr: &Value) -> u16 {
+    let text = multiaddr.as_str().expect("one address");
+    text.rsplit('/').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {text}"))
+}
+
+fn is_open(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)).is_ok()
+}
+
+/// One HTTP/1.1 request, the whole answer as text.
+fn http(port: u16, method: &str, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+#[test]
+fn each_endpoint_listens_with_its_section_and_is_closed_without_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &[]);
+    let metrics = free_port();
+    edit(&dir, |v| {
+        v["observations"]["metrics"]["prometheus_endpoint"] = format!("/ip4/127.0.0.1/tcp/{metrics}").into();
+    });
+    let v = config(&dir);
+    let rest = port_of(&v["api"]["restapi"]["http_listen_multiaddress"]);
+    let pinsvc = port_of(&v["api"]["pinsvcapi"]["http_listen_multiaddress"]);
+    let proxy = port_of(&v["api"]["ipfsproxy"]["listen_multiaddress"]);
+
+    let mut daemon = Daemon::spawn({
+        let mut cmd = cairn(&dir);
+        cmd.args(["daemon", "--stats"]);
+        cmd
+    });
+    daemon.wait_for(&["cairn daemon ready"], START);
+    let log = daemon.log();
+    for port in [rest, pinsvc, proxy, metrics] {
+        assert!(is_open(port), "port {port} is closed with its section present\n{log}");
+    }
+    // The security summary: one line per listener, and the open REST API is on loopback, so
+    // no warning about it.
+    for name in ["cluster swarm", "restapi", "pinsvcapi", "ipfsproxy", "prometheus"] {
+        assert!(log.contains(&format!("listener {name}")), "no summary line for {name}\n{log}");
+    }
+    assert!(!log.contains("has no authentication and is not bound to loopback"), "{log}");
+
+    // The Pinning Service API serves the spec: 202 and a request id that is not the CID.
+    let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    let answer = http(pinsvc, "POST", "/pins", &format!(r#"{{"cid":"{cid}","name":"spec"}}"#));
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("")).expect("PinStatus");
+    let request_id = body["requestid"].as_str().expect("requestid");
+    assert_ne!(request_id, cid);
+    assert_eq!(body["pin"]["cid"], cid);
+    // No IPFS daemon runs here, so no IPFS address is known to delegate to.
+    assert!(body["delegates"].is_array(), "{body}");
+    let answer = http(pinsvc, "GET", &format!("/pins/{request_id}"), "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = http(pinsvc, "GET", "/pins?limit=0", "");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains(r#""reason""#), "a Failure body: {answer}");
+
+    // Prometheus text that promtool accepts (promtool is installed by .ci/run).
+    let text = http(metrics, "GET", "/metrics", "");
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    assert!(body.contains("cairn_"), "{text}");
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            child.stdin.take().expect("stdin").write_all(dechunk(body).as_bytes()).expect("feed promtool");
+            let out = child.wait_with_output().expect("promtool");
+            assert!(
+                out.status.success(),
+                "promtool check metrics failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => eprintln!("promtool not found ({e}); the metrics text was not checked by it"),
+    }
+    daemon.signal("TERM");
+    daemon.wait_exit(STOP);
+
+    // Without the sections (and without --stats), nothing listens there.
+    edit(&dir, |v| {
+        let api = v["api"].as_object_mut().expect("api");
+        api.remove("restapi");
+        api.remove("pinsvcapi");
+        api.remove("ipfsproxy");
+    });
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_for(&["cairn daemon ready"], START);
+    for port in [rest, pinsvc, proxy, metrics] {
+        assert!(!is_open(port), "port {port} is open without its section");
+    }
+    daemon.signal("TERM");
+    daemon.wait_exit(STOP);
+}
+
+/// A body in `Transfer-Encoding: chunked`, decoded (a plain body is returned as it is).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[test]
+fn the_client_reaches_the_rest_api_over_libp2p_http() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &[]);
+    // The API host's own identity, as IPFS Cluster keeps it: `id` and `private_key` in the
+    // restapi section (taken here from a second init's identity.json).
+    let other = init_named(tmp.path(), "api-identity", &[]);
+    let identity: Value =
+        serde_json::from_str(&std::fs::read_to_string(other.join("identity.json")).expect("read")).expect("json");
+    let api_id = identity["id"].as_str().expect("id").to_string();
+    let port = free_port();
+    edit(&dir, |v| {
+        v["api"]["restapi"]["libp2p_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{port}").into();
+        v["api"]["restapi"]["id"] = api_id.clone().into();
+        v["api"]["restapi"]["private_key"] = identity["private_key"].clone();
+    });
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_for(&["cairn daemon ready"], START);
+    let log = daemon.log();
+    assert!(log.contains("REST API listening (libp2p-http)"), "{log}");
+
+    let host = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{api_id}");
+    let (ok, out, err) = run(&dir, &["id", "--host", &host, "--enc", "json"]);
+    assert!(ok, "cairn id over libp2p-http failed: {err}");
+    let id: Value = serde_json::from_str(&out).expect("the API's ID JSON");
+    let own: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("identity.json")).expect("read")).expect("json");
+    assert_eq!(id["id"], own["id"], "the cluster peer answered, through its API host {api_id}");
+
+    // A wrong peer id at that address is refused with the reason, not a hang.
+    let wrong = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", own["id"].as_str().expect("id"));
+    let (ok, _, err) = run(&dir, &["id", "--host", &wrong]);
+    assert!(!ok && err.to_lowercase().contains("peer"), "{err}");
+    daemon.signal("TERM");
+    daemon.wait_exit(STOP);
+}

@@ -437,6 +437,7 @@ fn three_peers_with_embedded_ipfs_nodes_add_fetch_and_pin() {
             }
             v["cluster"]["secret"] = secret.clone();
             v["cluster"]["monitor_ping_interval"] = "2s".into();
+            v["cluster"]["disable_repinning"] = false.into();
             v["monitor"]["pubsubmon"]["check_interval"] = "1s".into();
             v["api"]["restapi"]["http_listen_multiaddress"] = format!("/ip4/127.0.0.1/tcp/{api}").into();
             v["ipfs_connector"]["embedded"]["listen_multiaddress"] = serde_json::json!(["/ip4/127.0.0.1/tcp/0"]);
@@ -490,12 +491,35 @@ fn three_peers_with_embedded_ipfs_nodes_add_fetch_and_pin() {
     assert_eq!(root["allocations"].as_array().map(Vec::len), Some(2), "{lines:?}");
     wait_status(api, &twice, "two pinned, one remote", |m| count(m, "pinned") == 2 && count(m, "remote") == 1);
 
+    // Repinning: a holder other than peer 0 dies; the spare peer's node fetches the content
+    // from the surviving holder's node and pins it.
+    let holders: Vec<String> = root["allocations"]
+        .as_array()
+        .expect("allocations")
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect();
+    let victim = dirs.iter().position(|(_, id, _)| holders.contains(id) && *id != dirs[0].1).expect("a holder to kill");
+    let spare = dirs.iter().position(|(_, id, _)| !holders.contains(id)).expect("a spare peer");
+    let spare_id = dirs[spare].1.clone();
+    daemons[victim].signal("KILL");
+    daemons[victim].wait_exit(common::STOP);
+    let started = Instant::now();
+    wait_status(api, &twice, "re-pinned on the spare peer", |m| {
+        m.get(&spare_id).is_some_and(|p| p["status"] == "pinned")
+    });
+    eprintln!("repinned {twice} on the spare embedded node {:?} after the holder was killed", started.elapsed());
+
     // Unpin removes it everywhere.
     let (status, body) = http(api, "DELETE", &format!("/pins/{cid}"));
     assert_eq!(status, 200, "{body}");
-    wait_status(api, &cid, "unpinned everywhere", |m| count(m, "unpinned") == 3);
-    for daemon in &mut daemons {
-        daemon.signal("TERM");
-        daemon.wait_exit(common::STOP);
+    wait_status(api, &cid, "unpinned on the live peers", |m| {
+        m.iter().filter(|(peer, _)| **peer != dirs[victim].1).all(|(_, p)| p["status"] == "unpinned")
+    });
+    for (i, daemon) in daemons.iter_mut().enumerate() {
+        if i != victim {
+            daemon.signal("TERM");
+            daemon.wait_exit(common::STOP);
+        }
     }
 }

@@ -38,14 +38,17 @@ impl Apis {
         config: &ServiceConfig,
         policies: &Policies,
         rpc: Arc<ClusterRpc>,
+        metrics: cairn_telemetry::ApiMetrics,
     ) -> anyhow::Result<Apis> {
         let mut apis = Apis::default();
+        let observer = cairn_api::Observer(Some(Arc::new(ApiRequestMetrics(metrics))));
         let facade = Arc::new(Facade(rpc.clone()));
         let file = dir.service();
         match &config.api.restapi {
             None => info!("api.restapi is not configured: the REST API is off"),
             Some(section) => {
-                let server = crate::restapi::server_config(dir, "api.restapi", cairn_api::Api::Restapi, section)?;
+                let mut server = crate::restapi::server_config(dir, "api.restapi", cairn_api::Api::Restapi, section)?;
+                server.observer = observer.clone();
                 let policy = policy(policies, "api.restapi")?;
                 let api = cairn_api::serve(server.clone(), facade.clone(), policy.clone())
                     .await
@@ -66,7 +69,9 @@ impl Apis {
         match &config.api.pinsvcapi {
             None => info!("api.pinsvcapi is not configured: the Pinning Service API is off"),
             Some(section) => {
-                let server = crate::restapi::server_config(dir, "api.pinsvcapi", cairn_api::Api::Pinsvcapi, section)?;
+                let mut server =
+                    crate::restapi::server_config(dir, "api.pinsvcapi", cairn_api::Api::Pinsvcapi, section)?;
+                server.observer = observer.clone();
                 let api = cairn_api::serve_pinsvc(server, facade.clone(), policy(policies, "api.pinsvcapi")?)
                     .await
                     .map_err(|e| anyhow::anyhow!("{}: api.pinsvcapi: {e}", file.display()))?;
@@ -194,6 +199,15 @@ fn proxy_config(dir: &ConfigDir, section: &IpfsProxyConfig) -> anyhow::Result<Pr
     settings.extract_headers_path = section.extract_headers_path.clone();
     settings.extract_headers_ttl = section.extract_headers_ttl.0;
     Ok(settings)
+}
+
+/// API request counts and latency by route and status (`cairn_api_request*`).
+struct ApiRequestMetrics(cairn_telemetry::ApiMetrics);
+
+impl cairn_api::RequestObserver for ApiRequestMetrics {
+    fn observe(&self, api: cairn_api::Api, route: &str, status: u16, elapsed: Duration) {
+        self.0.observe(api.name(), route, status, elapsed);
+    }
 }
 
 /// The proxy's `repo/stat`: every peer's IPFS repository, summed.

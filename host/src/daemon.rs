@@ -234,7 +234,7 @@ impl Peer {
             jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
             (Some(tracker), jobs)
         };
-        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone()).await?;
+        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone(), telemetry.api()).await?;
         let metrics =
             start_metrics(dir, config, args, &telemetry, &swarm, &policies, &consensus, tracker.as_ref()).await?;
         Ok(Peer {

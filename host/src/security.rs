@@ -125,6 +125,18 @@ pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<Strin
             });
         }
     }
+    if let Some(node) = &config.ipfs_connector.embedded {
+        // The embedded node's bitswap serves any block it holds to whoever can connect.
+        let access = if node.private_network { Access::SwarmKey } else { Access::Open };
+        for address in &node.listen_multiaddress {
+            listeners.push(Listener {
+                name: "ipfs (embedded node)",
+                address: address.clone(),
+                access: access.clone(),
+                encryption: "noise",
+            });
+        }
+    }
     let metrics = &config.observations.metrics;
     if metrics.enable_stats || stats {
         listeners.push(Listener {

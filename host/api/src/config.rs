@@ -86,6 +86,8 @@ pub struct ServerConfig {
     /// How long [`crate::ApiServer::shutdown`] waits for in-flight requests before closing
     /// their connections.
     pub shutdown_timeout: Duration,
+    /// Told about every answered request (route pattern, status, time), e.g. for metrics.
+    pub observer: Observer,
 }
 
 impl ServerConfig {
@@ -131,6 +133,30 @@ impl Default for ServerConfig {
             headers: BTreeMap::new(),
             add_limits: AddLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            observer: Observer::default(),
         }
+    }
+}
+
+/// What a server tells about each answered request.
+pub trait RequestObserver: Send + Sync {
+    /// One request of `api` matched `route` (a pattern such as `/pins/{hash}`, or `other`) and
+    /// was answered with `status` after `elapsed` (time to the response head).
+    fn observe(&self, api: crate::Api, route: &str, status: u16, elapsed: Duration);
+}
+
+/// An optional [`RequestObserver`]; configurations compare equal whatever it holds.
+#[derive(Clone, Default)]
+pub struct Observer(pub Option<std::sync::Arc<dyn RequestObserver>>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Observer(Some)" } else { "Observer(None)" })
+    }
+}
+
+impl PartialEq for Observer {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }

@@ -51,7 +51,7 @@ pub mod types;
 
 pub use cairn_state::{Cid, Pin, PinMode, PinOptions, PinType, Timestamp};
 pub use cluster::{AddFormat, AddLayout, AddParams, AddPart, AddRequest, ApiFuture, ApiStream, ClusterApi};
-pub use config::{AddLimits, ListenAddr, ServerConfig, TlsConfig};
+pub use config::{AddLimits, ListenAddr, Observer, RequestObserver, ServerConfig, TlsConfig};
 pub use error::{ApiError, PIN_NOT_FOUND, ServeError};
 pub use policy::{
     Api, ApiRequest, BasicCredentials, CorsRequest, Credentials, Denial, Header, OpenPolicy, PreflightRequest,

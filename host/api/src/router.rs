@@ -111,6 +111,15 @@ fn match_pattern<'a>(pattern: &str, path: &'a str) -> Option<Vec<&'a str>> {
     (rest.is_empty() && segments.next().is_none()).then_some(vars)
 }
 
+/// The route pattern a request matched (e.g. `/pins/{hash}`), `other` when none: a label for
+/// metrics that never holds a CID or a peer id.
+pub(crate) fn pattern(method: &Method, path: &str) -> &'static str {
+    TABLE
+        .iter()
+        .find(|(route_method, pattern)| route_method == method && match_pattern(pattern, path).is_some())
+        .map_or("other", |(_, pattern)| pattern)
+}
+
 /// Finds the route for a method and decoded, clean path.
 pub(crate) fn route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRoute> {
     let mut path_matched = false;

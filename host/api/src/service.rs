@@ -92,13 +92,26 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Reques
     let started = Instant::now();
     let method = req.method().clone();
     let target = req.uri().path().to_owned();
-    let response = serve(&shared, &conn, req, started).await;
+    let api = shared.config.api;
+    // The span's target starts with `cairn`, so it is exported when tracing is on.
+    let span = tracing::info_span!("api.request", api = api.name(), method = %method, route = tracing::field::Empty, status = tracing::field::Empty);
+    let response = tracing::Instrument::instrument(serve(&shared, &conn, req, started), span.clone()).await;
+    let status = response.status().as_u16();
+    let route = match shared.app {
+        App::Rest => crate::router::pattern(&method, &target),
+        App::PinSvc => crate::pinsvc::pattern(&target),
+    };
+    span.record("route", route);
+    span.record("status", status);
+    if let Some(observer) = &shared.config.observer.0 {
+        observer.observe(api, route, status, started.elapsed());
+    }
     tracing::debug!(
         target: "cairn_api::access",
         remote = %conn.remote_addr,
         method = %method,
         path = %target,
-        status = response.status().as_u16(),
+        status,
         "request"
     );
     response.map(|inner| TrackedBody { inner, _guard: guard })

@@ -17,8 +17,12 @@ use futures::StreamExt;
 pub struct TrackerBench {
     /// The IPFS daemon's RPC address (start one with tests/ipfs/start.sh); never the default
     /// port unless you mean it.
+    #[arg(long, required_unless_present = "embedded", conflicts_with = "embedded")]
+    ipfs: Option<String>,
+    /// Measure against an embedded IPFS node instead (a fresh one in a temporary folder,
+    /// listening on 127.0.0.1 only).
     #[arg(long)]
-    ipfs: String,
+    embedded: bool,
     /// Pins in each of the two runs.
     #[arg(long, default_value_t = 2_000)]
     pins: usize,
@@ -52,10 +56,30 @@ pub async fn run(args: TrackerBench) -> anyhow::Result<ExitCode> {
     if args.pins == 0 || args.concurrency == 0 {
         bail!("--pins and --concurrency must be at least 1");
     }
-    let config = IpfsHttpConfig { node_multiaddress: args.ipfs.clone(), ..IpfsHttpConfig::default() };
-    let ipfs: Arc<dyn IpfsConnector> =
-        Arc::new(IpfsHttp::new(config).map_err(|e| anyhow::anyhow!("--ipfs {}: {e}", args.ipfs))?);
-    ipfs.wait_ready(Duration::from_secs(30)).await.with_context(|| format!("the IPFS daemon at {}", args.ipfs))?;
+    // The embedded node's folder lives as long as the run.
+    let mut embedded = None;
+    let ipfs: Arc<dyn IpfsConnector> = match &args.ipfs {
+        Some(addr) => {
+            let config = IpfsHttpConfig { node_multiaddress: addr.clone(), ..IpfsHttpConfig::default() };
+            let ipfs: Arc<dyn IpfsConnector> =
+                Arc::new(IpfsHttp::new(config).map_err(|e| anyhow::anyhow!("--ipfs {addr}: {e}"))?);
+            ipfs.wait_ready(Duration::from_secs(30)).await.with_context(|| format!("the IPFS daemon at {addr}"))?;
+            ipfs
+        }
+        None => {
+            let folder = tempfile::tempdir().context("a temporary folder for the embedded node")?;
+            let config = cairn_ipfs_embedded::EmbeddedIpfsConfig {
+                listen_multiaddress: vec!["/ip4/127.0.0.1/tcp/0".into()],
+                private_network: false,
+                ..Default::default()
+            };
+            let node = cairn_ipfs_embedded::EmbeddedIpfs::start(&config, folder.path(), None)
+                .await
+                .context("start the embedded IPFS node")?;
+            embedded = Some((node.clone(), folder));
+            node
+        }
+    };
     let run = format!("{}-{}", std::process::id(), cairn_state::Timestamp::now());
 
     // Direct: pin/add calls, `concurrency` at a time.
@@ -113,8 +137,13 @@ pub async fn run(args: TrackerBench) -> anyhow::Result<ExitCode> {
     }
     tracker.shutdown().await;
     let tracker_rate = args.pins as f64 / tracker_secs;
+    let backend = if args.embedded { "embedded node" } else { "ipfshttp" };
+    println!("backend: {backend}");
     println!("direct pin/add: {} pins in {direct_secs:.2} s = {direct_rate:.0} pins/s", args.pins);
     println!("pin tracker:    {} pins in {tracker_secs:.2} s = {tracker_rate:.0} pins/s", args.pins);
     println!("ratio tracker/direct: {:.2}", tracker_rate / direct_rate);
+    if let Some((node, _folder)) = embedded {
+        node.shutdown().await;
+    }
     Ok(ExitCode::SUCCESS)
 }

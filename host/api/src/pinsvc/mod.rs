@@ -125,6 +125,17 @@ fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRoute>
     }
 }
 
+/// The route pattern of a path, for metrics (`other` when none matches).
+pub(crate) fn pattern(path: &str) -> &'static str {
+    match path {
+        "/pins" => "/pins",
+        "/token" => "/token",
+        "/health" => "/health",
+        p if p.strip_prefix("/pins/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => "/pins/{requestid}",
+        _ => "other",
+    }
+}
+
 /// Routes and answers one request (after auth, CORS and redirects, which [`service`] did).
 pub(crate) async fn route(
     shared: &Shared,

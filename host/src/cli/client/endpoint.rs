@@ -228,7 +228,6 @@ mod tests {
             "127.0.0.1:9094",
             "/ip4/127.0.0.1",
             "/ip4/127.0.0.1/udp/9094",
-            "/ip4/127.0.0.1/tcp/9096/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA",
             "http://h:port",
             "http://user:pw@h:1",
             "http://h/api",
@@ -236,10 +235,20 @@ mod tests {
         ] {
             assert!(parse_hosts(bad).is_err(), "{bad} should be refused");
         }
-        let e = format!(
-            "{:#}",
-            parse_hosts("/ip4/1.2.3.4/tcp/1/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA").unwrap_err()
+    }
+
+    #[test]
+    fn a_p2p_address_is_the_libp2p_http_api() {
+        let addr = "/ip4/127.0.0.1/tcp/9096/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        let endpoint = parse_hosts(addr).expect("libp2p-http")[0].clone();
+        assert_eq!(
+            endpoint.target,
+            Target::Libp2p {
+                addr: addr.to_owned(),
+                peer: "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".to_owned()
+            }
         );
-        assert!(e.contains("libp2p-http"), "{e}");
+        assert_eq!(endpoint.scheme, Some(Scheme::Http), "libp2p encrypts; HTTP inside");
+        assert_eq!(endpoint.authority(), "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA");
     }
 }

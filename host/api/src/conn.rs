@@ -20,12 +20,12 @@ use tokio::time::Instant;
 use crate::trailers::Rewriter;
 
 /// A byte stream a connection can run on (TCP, unix socket, or TLS over either).
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// What a connection is doing, for the timeouts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
+pub enum Phase {
     /// A request head is arriving (from the first byte, or from accept).
     ReadingHead,
     /// A request is being served (from the handler's start to the end of its response body).
@@ -44,14 +44,14 @@ struct State {
 
 /// Phase changes of one connection.
 #[derive(Debug)]
-pub(crate) struct Activity {
+pub struct Activity {
     state: Mutex<State>,
     changed: Notify,
 }
 
 impl Activity {
     /// A new connection, reading its first request head.
-    pub(crate) fn new() -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State { phase: Phase::ReadingHead, since: Instant::now(), in_flight: 0, generation: 0 }),
             changed: Notify::new(),
@@ -79,7 +79,7 @@ impl Activity {
 
     /// A handler starts; the returned guard ends the request when dropped (with the response
     /// body, so streaming counts as busy).
-    pub(crate) fn request_started(self: &Arc<Self>) -> BusyGuard {
+    pub fn request_started(self: &Arc<Self>) -> BusyGuard {
         let mut state = self.lock();
         state.in_flight += 1;
         self.set(&mut state, Phase::Busy);
@@ -94,7 +94,7 @@ impl Activity {
 
 /// Keeps a connection busy while alive.
 #[derive(Debug)]
-pub(crate) struct BusyGuard {
+pub struct BusyGuard {
     activity: Arc<Activity>,
 }
 
@@ -110,17 +110,17 @@ impl Drop for BusyGuard {
 
 /// The limits of each phase; `None` is no limit.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// Request head time.
-    pub(crate) header: Option<Duration>,
+    pub header: Option<Duration>,
     /// Keep-alive wait.
-    pub(crate) idle: Option<Duration>,
+    pub idle: Option<Duration>,
     /// Response time.
-    pub(crate) write: Option<Duration>,
+    pub write: Option<Duration>,
 }
 
 /// Resolves with the phase whose limit ran out.
-pub(crate) async fn watchdog(activity: Arc<Activity>, limits: Limits) -> Phase {
+pub async fn watchdog(activity: Arc<Activity>, limits: Limits) -> Phase {
     loop {
         let notified = activity.changed.notified();
         tokio::pin!(notified);
@@ -149,7 +149,7 @@ pub(crate) async fn watchdog(activity: Arc<Activity>, limits: Limits) -> Phase {
 }
 
 /// The connection's byte stream as hyper sees it.
-pub(crate) struct ConnIo {
+pub struct ConnIo {
     inner: Box<dyn Io>,
     activity: Arc<Activity>,
     rewriter: Rewriter,
@@ -159,7 +159,8 @@ pub(crate) struct ConnIo {
 }
 
 impl ConnIo {
-    pub(crate) fn new(inner: Box<dyn Io>, activity: Arc<Activity>, rewriter: Rewriter) -> Self {
+    /// Wraps a connection's stream: activity tracking and trailer rewriting.
+    pub fn new(inner: Box<dyn Io>, activity: Arc<Activity>, rewriter: Rewriter) -> Self {
         Self { inner, activity, rewriter, out: Vec::new(), out_pos: 0 }
     }
 

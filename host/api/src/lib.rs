@@ -35,7 +35,7 @@
 
 mod cluster;
 mod config;
-mod conn;
+pub mod conn;
 mod error;
 pub mod multipart;
 pub mod pinsvc;
@@ -46,7 +46,7 @@ mod router;
 mod server;
 mod service;
 mod tls;
-mod trailers;
+pub mod trailers;
 pub mod types;
 
 pub use cairn_state::{Cid, Pin, PinMode, PinOptions, PinType, Timestamp};

@@ -20,19 +20,25 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Length of the nonce.
-pub(crate) const NONCE_LEN: usize = 16;
+pub const NONCE_LEN: usize = 16;
 /// What hyper writes when a chunked body ends without trailers.
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// The per-server nonce that marks a sentinel frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Sentinel {
+pub struct Sentinel {
     nonce: [u8; NONCE_LEN],
+}
+
+impl Default for Sentinel {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Sentinel {
     /// A fresh nonce: `FF 00` and 14 random bytes.
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         use ring::rand::SecureRandom;
         let mut nonce = [0u8; NONCE_LEN];
         if ring::rand::SystemRandom::new().fill(&mut nonce[2..]).is_err() {
@@ -53,7 +59,7 @@ impl Sentinel {
 
     /// The sentinel data frame carrying these trailer fields. Names and values must already be
     /// valid header text.
-    pub(crate) fn frame(&self, fields: &[(&str, &str)]) -> Bytes {
+    pub fn frame(&self, fields: &[(&str, &str)]) -> Bytes {
         let mut block = Vec::new();
         for (name, value) in fields {
             block.extend_from_slice(name.as_bytes());
@@ -71,14 +77,14 @@ impl Sentinel {
     }
 
     /// A rewriter for one connection.
-    pub(crate) fn rewriter(&self) -> Rewriter {
+    pub fn rewriter(&self) -> Rewriter {
         Rewriter { nonce: self.nonce, pending: None }
     }
 }
 
 /// Turns sentinel chunks in a connection's output into trailers.
 #[derive(Debug)]
-pub(crate) struct Rewriter {
+pub struct Rewriter {
     nonce: [u8; NONCE_LEN],
     /// The trailer block of a sentinel seen, waiting for hyper's last-chunk.
     pending: Option<Vec<u8>>,
@@ -86,7 +92,7 @@ pub(crate) struct Rewriter {
 
 impl Rewriter {
     /// Rewrites one slice of hyper's output; `None` when it passes through unchanged.
-    pub(crate) fn rewrite(&mut self, input: &[u8]) -> Option<Vec<u8>> {
+    pub fn rewrite(&mut self, input: &[u8]) -> Option<Vec<u8>> {
         if self.pending.is_none() && find(input, &self.nonce).is_none() {
             return None;
         }

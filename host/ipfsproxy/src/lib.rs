@@ -47,14 +47,14 @@
 
 mod body;
 mod config;
-mod conn;
+// Connection timeouts and trailers work as in the REST API server: one implementation.
+use cairn_api::{conn, trailers};
 mod error;
 mod forward;
 mod handlers;
 mod headers;
 mod server;
 mod service;
-mod trailers;
 mod upstream;
 
 pub use cairn_api::ApiFuture;

@@ -108,7 +108,10 @@ async fn many_tasks_share_one_plugin() {
         assert_eq!(matches!(d, RequestDecision::Allow(_)), i % 2 == 0, "request {i}: {d:?}");
     }
     let stats = p.stats();
-    assert_eq!((stats.calls, stats.failures, stats.denials), (200, 0, 100));
+    assert_eq!(stats.calls, 200, "{stats:?}");
+    // Every wrong password is a denial; on a loaded machine a call may instead hit its deadline,
+    // which fails closed (the allowed half all passed above, so no allowed call failed).
+    assert_eq!(stats.denials + stats.failures, 100, "{stats:?}");
     assert_eq!(stats.latency.count(), 200, "{stats:?}");
     assert!(stats.latency.sum_nanos > 0, "{stats:?}");
     assert!(stats.instances_created <= rt.limits().max_instances as u64, "{stats:?}");

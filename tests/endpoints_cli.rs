@@ -92,6 +92,8 @@ fn each_endpoint_listens_with_its_section_and_is_closed_without_it() {
     let text = http(metrics, "GET", "/metrics", "");
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     assert!(body.contains("cairn_"), "{text}");
+    // The Pinning Service API requests above were counted by route pattern and status.
+    assert!(body.contains("cairn_api_requests_total") && body.contains("/pins/{requestid}"), "{text}");
     match std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

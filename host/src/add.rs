@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use cairn_adder::{AddEvent, AdderError, Block, BlockSink, DagParams, ImportOptions, Importer, Layout};
 use cairn_api::{AddFormat, AddLayout, AddParams, AddPart, AddRequest, AddedOutput, ApiError, ApiStream};
 use cairn_state::{Cid, Pin};
@@ -255,7 +255,7 @@ fn placeholder_cid() -> Cid {
 /// Encodes blocks as `(u32 cid length, cid, u32 data length, data)*`.
 fn encode_batch(blocks: &[Block]) -> Vec<u8> {
     let size: usize = blocks.iter().map(|b| 8 + 40 + b.data.len()).sum();
-    let mut out = BytesMut::with_capacity(size);
+    let mut out = Vec::with_capacity(size);
     for block in blocks {
         let cid = block.cid.to_bytes();
         out.put_u32(cid.len() as u32);
@@ -263,7 +263,7 @@ fn encode_batch(blocks: &[Block]) -> Vec<u8> {
         out.put_u32(block.data.len() as u32);
         out.put_slice(&block.data);
     }
-    out.to_vec()
+    out
 }
 
 fn decode_batch(payload: &[u8]) -> Result<Vec<(cid::Cid, Bytes)>, String> {

@@ -38,10 +38,11 @@ impl Apis {
         config: &ServiceConfig,
         policies: &Policies,
         rpc: Arc<ClusterRpc>,
-        metrics: cairn_telemetry::ApiMetrics,
+        metrics: Option<cairn_telemetry::ApiMetrics>,
     ) -> anyhow::Result<Apis> {
         let mut apis = Apis::default();
-        let observer = cairn_api::Observer(Some(Arc::new(ApiRequestMetrics(metrics))));
+        let observer =
+            cairn_api::Observer(metrics.map(|m| Arc::new(ApiRequestMetrics(m)) as Arc<dyn cairn_api::RequestObserver>));
         let facade = Arc::new(Facade(rpc.clone()));
         let file = dir.service();
         match &config.api.restapi {

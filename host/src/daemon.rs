@@ -234,7 +234,9 @@ impl Peer {
             jobs.extend(crate::jobs::start(config, rpc.clone(), consensus.clone(), tracker.clone(), ipfs));
             (Some(tracker), jobs)
         };
-        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone(), telemetry.api()).await?;
+        // Request metrics only when someone can scrape them: no per-request work otherwise.
+        let api_metrics = (config.observations.metrics.enable_stats || args.stats).then(|| telemetry.api());
+        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone(), api_metrics).await?;
         let metrics =
             start_metrics(dir, config, args, &telemetry, &swarm, &policies, &consensus, tracker.as_ref()).await?;
         Ok(Peer {

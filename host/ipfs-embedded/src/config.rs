@@ -8,8 +8,8 @@ use std::time::Duration;
 use rust_ipfs::{Multiaddr, PeerId, Protocol};
 use serde::{Deserialize, Serialize};
 
-use crate::duration;
 use crate::error::EmbeddedError;
+use cairn_ipfs::go_duration as duration;
 
 /// Kubo's default `Datastore.StorageMax` ("10GB").
 pub const DEFAULT_STORAGE_MAX: u64 = 10_000_000_000;

@@ -8,7 +8,6 @@
 //! `pin_timeout`, as IPFS Cluster's `ipfshttp` connector does with Kubo.
 
 mod config;
-mod duration;
 mod error;
 mod fetch;
 mod node;

@@ -10,6 +10,7 @@
 mod config;
 mod connector;
 mod error;
+pub mod go_duration;
 mod ipfshttp;
 mod parse;
 mod transport;

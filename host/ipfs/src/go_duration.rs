@@ -1,13 +1,14 @@
-//! Go duration strings (`"2m0s"`, `"3h"`, `"200ms"`), read and written as Go's
-//! `time.ParseDuration` and `time.Duration.String` do — the same rules as the `ipfshttp` section
-//! of service.json (the cairn binary's `config::duration`, repeated here because a library cannot
-//! depend on the binary).
+//! Go duration strings (`"15s"`, `"2m0s"`, `"1h0m0s"`, `"200ms"`), read and written the way
+//! Go's `time.ParseDuration` and `time.Duration.String` do: the form every duration key of
+//! IPFS Cluster's service.json takes, so the daemon's config and the connectors' sections share
+//! one reading of them.
 
 use std::time::Duration;
 
-/// Parses a Go duration: decimal numbers with units (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`),
-/// e.g. `"1h30m"`, `"1.5s"`, or a bare `"0"`. Negative durations are refused.
-pub(crate) fn parse(text: &str) -> Result<Duration, String> {
+/// Parse a Go duration: a sequence of decimal numbers with units (`ns`, `us`, `µs`, `ms`, `s`,
+/// `m`, `h`), e.g. `"1h30m"`, `"1.5s"`, or a bare `"0"`. Negative durations are refused: no
+/// key of service.json means anything by them.
+pub fn parse(text: &str) -> Result<Duration, String> {
     let orig = text;
     let mut s = text;
     if let Some(rest) = s.strip_prefix('+') {
@@ -26,6 +27,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     }
     let mut total: u128 = 0;
     while !s.is_empty() {
+        // The number: digits, optionally a fraction.
         let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
         let (int_part, rest) = s.split_at(int_len);
         let (frac_part, rest) = match rest.strip_prefix('.') {
@@ -54,6 +56,7 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| format!("invalid duration {orig:?}"))? };
         let mut value =
             int.checked_mul(nanos_per_unit).ok_or_else(|| format!("invalid duration {orig:?}: too large"))?;
+        // The fraction, truncated to whole nanoseconds as Go does.
         let mut scale = nanos_per_unit;
         for digit in frac_part.bytes().map(|b| u128::from(b - b'0')) {
             scale /= 10;
@@ -65,14 +68,16 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         total = total.checked_add(value).ok_or_else(|| format!("invalid duration {orig:?}: too large"))?;
         s = rest;
     }
+    // Go's Duration is an int64 of nanoseconds; larger values are refused there too.
     if total > i64::MAX as u128 {
         return Err(format!("invalid duration {orig:?}: too large"));
     }
     Ok(Duration::from_nanos(total as u64))
 }
 
-/// Formats like Go's `time.Duration.String`: `"0s"`, `"200ms"`, `"15s"`, `"2m0s"`, `"1h0m0s"`.
-pub(crate) fn format(d: Duration) -> String {
+/// Format like Go's `time.Duration.String`: `"0s"`, `"500ns"`, `"1.5µs"`, `"200ms"`, `"15s"`,
+/// `"2m0s"`, `"1h0m0s"`, `"1.5s"`.
+pub fn format(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos == 0 {
         return "0s".into();
@@ -116,22 +121,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_formats_like_go() {
-        for (text, want) in [
+    fn formats_like_go() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(500), "500ns"),
+            (Duration::from_nanos(1_500), "1.5µs"),
+            (Duration::from_millis(200), "200ms"),
+            (Duration::from_micros(1_500), "1.5ms"),
+            (Duration::from_secs(15), "15s"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_secs(120), "2m0s"),
+            (Duration::from_secs(3600), "1h0m0s"),
+            (Duration::from_secs(12 * 60), "12m0s"),
+            (Duration::from_secs(24 * 3600), "24h0m0s"),
+            (Duration::from_secs(3 * 3600 + 61), "3h1m1s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format(d), want, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn parses_like_go() {
+        let cases = [
             ("0", Duration::ZERO),
-            ("2m", Duration::from_secs(120)),
+            ("0s", Duration::ZERO),
+            ("-0", Duration::ZERO),
+            ("15s", Duration::from_secs(15)),
             ("2m0s", Duration::from_secs(120)),
+            ("2m", Duration::from_secs(120)),
+            ("1h30m", Duration::from_secs(5400)),
             ("3h", Duration::from_secs(3 * 3600)),
             ("1.5s", Duration::from_millis(1500)),
+            (".5s", Duration::from_millis(500)),
             ("200ms", Duration::from_millis(200)),
-        ] {
+            ("3us", Duration::from_micros(3)),
+            ("3µs", Duration::from_micros(3)),
+            ("7ns", Duration::from_nanos(7)),
+            ("+1h", Duration::from_secs(3600)),
+        ];
+        for (text, want) in cases {
             assert_eq!(parse(text), Ok(want), "{text}");
         }
-        for bad in ["", "15", "1x", "-5s", "abc"] {
+    }
+
+    #[test]
+    fn refuses_what_go_refuses_and_negatives() {
+        for bad in ["", "s", "15", "1x", "1.s.", "-5s", "abc", "1h-2m"] {
             assert!(parse(bad).is_err(), "{bad:?} should be refused");
         }
-        assert_eq!(format(Duration::from_secs(120)), "2m0s");
-        assert_eq!(format(Duration::from_secs(24 * 3600)), "24h0m0s");
-        assert_eq!(format(Duration::from_millis(1500)), "1.5s");
     }
 }

@@ -1,7 +1,8 @@
 //! Every endpoint of a `cairn daemon` (REST API, Pinning Service API, IPFS proxy, the REST API
 //! over libp2p-http, Prometheus): each listens when its section is there and its port is closed
 //! when the section is removed; the security summary names every listener; the `cairn` client
-//! reaches the API over libp2p-http; `/metrics` passes `promtool check metrics`.
+//! reaches the API over libp2p-http (its own host, or the cluster host in raft mode); `/metrics`
+//! passes `promtool check metrics`.
 
 mod common;
 
@@ -88,12 +89,17 @@ fn each_endpoint_listens_with_its_section_and_is_closed_without_it() {
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains(r#""reason""#), "a Failure body: {answer}");
 
+    // The proxy answers pin/ls from the cluster's pinset (no IPFS daemon needed).
+    let answer = http(proxy, "POST", "/api/v0/pin/ls", "");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
     // Prometheus text that promtool accepts (promtool is installed by .ci/run).
     let text = http(metrics, "GET", "/metrics", "");
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
     assert!(body.contains("cairn_"), "{text}");
     // The Pinning Service API requests above were counted by route pattern and status.
     assert!(body.contains("cairn_api_requests_total") && body.contains("/pins/{requestid}"), "{text}");
+    assert!(body.contains(r#"api="ipfsproxy",route="/api/v0/pin/ls",status="200""#), "{text}");
     match std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -180,6 +186,57 @@ fn the_client_reaches_the_rest_api_over_libp2p_http() {
     let wrong = format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", own["id"].as_str().expect("id"));
     let (ok, _, err) = run(&dir, &["id", "--host", &wrong]);
     assert!(!ok && err.to_lowercase().contains("peer"), "{err}");
+    daemon.signal("TERM");
+    daemon.wait_exit(STOP);
+}
+
+#[test]
+fn raft_serves_the_rest_api_over_libp2p_http_on_the_cluster_host_and_crdt_does_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &["--consensus", "raft"]);
+    edit(&dir, |v| v["api"]["restapi"]["basic_auth_credentials"] = serde_json::json!({"admin": "pw"}));
+    let cfg = config(&dir);
+    let secret = cfg["cluster"]["secret"].as_str().expect("init writes a secret").to_string();
+    let own: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("identity.json")).expect("read")).expect("json");
+    let peer = own["id"].as_str().expect("id").to_string();
+    let host = format!("{}/p2p/{peer}", cfg["cluster"]["listen_multiaddress"].as_str().expect("one address"));
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_for(&["cairn daemon ready"], START);
+    let log = daemon.log();
+    assert!(log.contains("REST API listening (libp2p-http on the cluster host)"), "{log}");
+    assert!(log.contains("restapi (libp2p-http, cluster host)"), "the security summary lists it: {log}");
+
+    // With the secret and the API's credentials: the cluster host answers the REST API.
+    let (ok, out, err) =
+        run(&dir, &["id", "--host", &host, "--secret", &secret, "--basic-auth", "admin:pw", "--enc", "json"]);
+    assert!(ok, "cairn id over the cluster host failed: {err}");
+    let id: Value = serde_json::from_str(&out).expect("the API's ID JSON");
+    assert_eq!(id["id"].as_str(), Some(peer.as_str()));
+    // The API's authorizer still decides: no credentials, no answer.
+    let (ok, _, err) = run(&dir, &["id", "--host", &host, "--secret", &secret]);
+    assert!(!ok && err.contains("401"), "{err}");
+    // Without the secret the private network keeps the client out.
+    let (ok, _, err) = run(&dir, &["id", "--host", &host, "--basic-auth", "admin:pw"]);
+    assert!(!ok && err.contains(&peer), "{err}");
+    daemon.signal("TERM");
+    daemon.wait_exit(STOP);
+
+    // crdt never serves it on the cluster host.
+    let dir = init_named(tmp.path(), "crdt", &[]);
+    let cfg = config(&dir);
+    let secret = cfg["cluster"]["secret"].as_str().expect("init writes a secret").to_string();
+    let own: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("identity.json")).expect("read")).expect("json");
+    let host = format!(
+        "{}/p2p/{}",
+        cfg["cluster"]["listen_multiaddress"].as_str().expect("one address"),
+        own["id"].as_str().expect("id")
+    );
+    let mut daemon = Daemon::start(&dir);
+    daemon.wait_for(&["cairn daemon ready"], START);
+    let (ok, _, err) = run(&dir, &["id", "--host", &host, "--secret", &secret]);
+    assert!(!ok && err.contains("does not support /libp2p-http"), "{err}");
     daemon.signal("TERM");
     daemon.wait_exit(STOP);
 }

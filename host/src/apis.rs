@@ -1,6 +1,7 @@
 //! The peer's HTTP endpoints, each started only when its section is present (removing a
-//! section closes its port): the REST API (`api.restapi`, plus its libp2p-http host when
-//! `libp2p_listen_multiaddress`, `id` and `private_key` are set), the Pinning Service API
+//! section closes its port): the REST API (`api.restapi`, also over libp2p-http on its own
+//! libp2p host when `libp2p_listen_multiaddress`, `id` and `private_key` are set, else on the
+//! cluster host in raft mode), the Pinning Service API
 //! (`api.pinsvcapi`) and the IPFS proxy (`api.ipfsproxy`). Every one of them asks its section's
 //! authorizer and CORS plugins.
 
@@ -10,7 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use cairn_api::{ApiFuture, ApiServer, IncomingStream, RequestPolicy};
 use cairn_ipfsproxy::{ProxyCluster, ProxyConfig, ProxyServer, RepoStat};
-use cairn_libp2p_http::Libp2pHttpHost;
+use cairn_libp2p_http::{HttpStream, Libp2pHttpHost, PeerId};
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -28,17 +30,23 @@ pub const REPO_STAT: &str = "IPFSConnector.RepoStat";
 pub struct Apis {
     servers: Vec<(&'static str, ApiServer)>,
     proxy: Option<ProxyServer>,
-    libp2p: Option<(Arc<Libp2pHttpHost>, JoinHandle<()>)>,
+    /// The REST API's own libp2p host, when configured.
+    libp2p: Option<Arc<Libp2pHttpHost>>,
+    /// Feeds libp2p-http streams to the REST API.
+    pump: Option<JoinHandle<()>>,
 }
 
 impl Apis {
-    /// Starts every configured endpoint; an error names the section and key.
+    /// Starts every configured endpoint; an error names the section and key. `cluster_streams`
+    /// are the cluster host's `/libp2p-http` streams (raft mode, see
+    /// [`ServiceConfig::restapi_on_cluster_host`]).
     pub async fn start(
         dir: &ConfigDir,
         config: &ServiceConfig,
         policies: &Policies,
         rpc: Arc<ClusterRpc>,
         metrics: Option<cairn_telemetry::ApiMetrics>,
+        cluster_streams: Option<mpsc::Receiver<(PeerId, HttpStream)>>,
     ) -> anyhow::Result<Apis> {
         let mut apis = Apis::default();
         let observer =
@@ -58,12 +66,22 @@ impl Apis {
                     info!(%addr, "REST API listening");
                 }
                 apis.servers.push(("restapi", api));
-                if let Some((host, incoming)) = libp2p_host(dir, section).await? {
+                let streams = match libp2p_host(dir, section).await? {
+                    Some(host) => {
+                        apis.libp2p = Some(host.clone());
+                        Some(pump(futures::stream::unfold(host, |h| async move { h.accept().await.map(|s| (s, h)) })))
+                    }
+                    None => cluster_streams.map(|rx| {
+                        info!("REST API listening (libp2p-http on the cluster host)");
+                        pump(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) }))
+                    }),
+                };
+                if let Some((task, incoming)) = streams {
+                    apis.pump = Some(task);
                     let api = cairn_api::serve_streams(server, facade.clone(), policy, incoming)
                         .await
                         .map_err(|e| anyhow::anyhow!("{}: api.restapi: {e}", file.display()))?;
                     apis.servers.push(("restapi (libp2p-http)", api));
-                    apis.libp2p = Some(host);
                 }
             }
         }
@@ -85,7 +103,8 @@ impl Apis {
         match &config.api.ipfsproxy {
             None => info!("api.ipfsproxy is not configured: the IPFS proxy is off"),
             Some(section) => {
-                let settings = proxy_config(dir, section)?;
+                let mut settings = proxy_config(dir, section)?;
+                settings.observer = observer;
                 let extras = Arc::new(ClusterRepoStat(rpc));
                 let proxy = cairn_ipfsproxy::serve(settings, facade, extras, policy(policies, "api.ipfsproxy")?)
                     .await
@@ -107,8 +126,10 @@ impl Apis {
         if let Some(proxy) = self.proxy {
             proxy.shutdown().await;
         }
-        if let Some((host, pump)) = self.libp2p {
+        if let Some(pump) = self.pump {
             pump.abort();
+        }
+        if let Some(host) = self.libp2p {
             host.shutdown().await;
         }
     }
@@ -128,11 +149,8 @@ fn policy(policies: &Policies, section: &str) -> anyhow::Result<Arc<dyn RequestP
 }
 
 /// The separate libp2p host of `api.restapi` (no private-network key, as IPFS Cluster's: its
-/// requests need the API's credentials), and the channel its streams arrive on.
-async fn libp2p_host(
-    dir: &ConfigDir,
-    section: &HttpApiConfig,
-) -> anyhow::Result<Option<((Arc<Libp2pHttpHost>, JoinHandle<()>), mpsc::Receiver<IncomingStream>)>> {
+/// requests need the API's credentials).
+async fn libp2p_host(dir: &ConfigDir, section: &HttpApiConfig) -> anyhow::Result<Option<Arc<Libp2pHttpHost>>> {
     let file = dir.service();
     let (Some(listen), Some(id), Some(key)) = (&section.libp2p_listen_multiaddress, &section.id, &section.private_key)
     else {
@@ -147,31 +165,35 @@ async fn libp2p_host(
                 .with_context(|| format!("{}: api.restapi.libp2p_listen_multiaddress {addr:?}", file.display()))?,
         );
     }
-    let host = Arc::new(
-        Libp2pHttpHost::start(keypair, addrs, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: api.restapi.libp2p_listen_multiaddress: {e}", file.display()))?,
-    );
+    let host = Libp2pHttpHost::start(keypair, addrs, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: api.restapi.libp2p_listen_multiaddress: {e}", file.display()))?;
     for addr in host.dial_addrs() {
         info!(%addr, "REST API listening (libp2p-http)");
     }
+    Ok(Some(Arc::new(host)))
+}
+
+/// Feeds `/libp2p-http` streams, from whichever host accepts them, to the API server with the
+/// remote peer id the policy sees.
+fn pump(
+    streams: impl Stream<Item = (PeerId, HttpStream)> + Send + 'static,
+) -> (JoinHandle<()>, mpsc::Receiver<IncomingStream>) {
     let (tx, rx) = mpsc::channel(16);
-    let pump = {
-        let host = host.clone();
-        tokio::spawn(async move {
-            while let Some((peer, stream)) = host.accept().await {
-                let incoming = IncomingStream {
-                    io: Box::new(stream),
-                    remote_addr: format!("/p2p/{peer}"),
-                    peer_id: Some(peer.to_string()),
-                };
-                if tx.send(incoming).await.is_err() {
-                    break;
-                }
+    let task = tokio::spawn(async move {
+        let mut streams = std::pin::pin!(streams);
+        while let Some((peer, stream)) = streams.next().await {
+            let incoming = IncomingStream {
+                io: Box::new(stream),
+                remote_addr: format!("/p2p/{peer}"),
+                peer_id: Some(peer.to_string()),
+            };
+            if tx.send(incoming).await.is_err() {
+                break;
             }
-        })
-    };
-    Ok(Some(((host, pump), rx)))
+        }
+    });
+    (task, rx)
 }
 
 /// `api.ipfsproxy` mapped onto the proxy's settings.

@@ -131,6 +131,10 @@ pub async fn run(dir: ConfigDir, args: DaemonArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `/libp2p-http` streams the cluster host queues for the REST API; beyond this, new ones are
+/// reset (the swarm task never waits on the API).
+const LIBP2P_HTTP_QUEUE: usize = 1024;
+
 /// The running peer's components. New components (consensus, APIs) are started in
 /// [`Peer::start`] and stopped in [`Peer::stop`], in reverse order.
 struct Peer {
@@ -174,13 +178,17 @@ impl Peer {
             })
             .context("service.json: no consensus section, so no peer authorizer")?;
         let rpc = Arc::new(ClusterRpc::new(config.cluster().peername.clone()));
-        let swarm = cairn_swarm::start(
-            swarm_config(dir, config, identity, args)?,
-            Arc::new(PluginRpcAuthorizer(peer_authorizer.clone())),
-            rpc.clone(),
-        )
-        .await
-        .context("start the cluster swarm")?;
+        let mut swarm_config = swarm_config(dir, config, identity, args)?;
+        // Raft serves the REST API on the cluster host too (IPFS Cluster's rule).
+        let cluster_streams = config.restapi_on_cluster_host().then(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(LIBP2P_HTTP_QUEUE);
+            swarm_config.libp2p_http = Some(tx);
+            rx
+        });
+        let swarm =
+            cairn_swarm::start(swarm_config, Arc::new(PluginRpcAuthorizer(peer_authorizer.clone())), rpc.clone())
+                .await
+                .context("start the cluster swarm")?;
         rpc.attach(swarm.clone());
         rpc.attach_peer_authorizer(peer_authorizer.clone());
         let consensus: Arc<dyn Consensus> = match (&config.consensus.crdt, &config.consensus.raft) {
@@ -236,7 +244,7 @@ impl Peer {
         };
         // Request metrics only when someone can scrape them: no per-request work otherwise.
         let api_metrics = (config.observations.metrics.enable_stats || args.stats).then(|| telemetry.api());
-        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone(), api_metrics).await?;
+        let apis = crate::apis::Apis::start(dir, config, &policies, rpc.clone(), api_metrics, cluster_streams).await?;
         let metrics =
             start_metrics(dir, config, args, &telemetry, &swarm, &policies, &consensus, tracker.as_ref()).await?;
         Ok(Peer {

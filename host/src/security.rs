@@ -74,14 +74,12 @@ fn api_access(authorizer: Option<&PluginRef>, credentials_set: bool) -> Access {
     }
 }
 
-fn http_api(out: &mut Vec<Listener>, name: &'static str, libp2p_name: &'static str, api: &HttpApiConfig) {
+/// The HTTP listeners of an API section.
+fn http_api(out: &mut Vec<Listener>, name: &'static str, api: &HttpApiConfig) {
     let access = api_access(api.authorizer_plugin.as_ref(), api.basic_auth_credentials.is_some());
     let encryption = if api.ssl_cert_file.is_empty() { "none" } else { "TLS" };
     for address in &api.http_listen_multiaddress.0 {
         out.push(Listener { name, address: address.clone(), access: access.clone(), encryption });
-    }
-    for address in api.libp2p_listen_multiaddress.iter().flat_map(|l| l.0.iter()) {
-        out.push(Listener { name: libp2p_name, address: address.clone(), access: access.clone(), encryption: "noise" });
     }
 }
 
@@ -109,10 +107,37 @@ pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<Strin
         );
     }
     if let Some(api) = &config.api.restapi {
-        http_api(&mut listeners, "restapi", "restapi (libp2p-http)", api);
+        http_api(&mut listeners, "restapi", api);
+        let access = api_access(api.authorizer_plugin.as_ref(), api.basic_auth_credentials.is_some());
+        // Its own libp2p host has no private network, as IPFS Cluster's.
+        for address in api.libp2p_listen_multiaddress.iter().flat_map(|l| l.0.iter()) {
+            let access = access.clone();
+            listeners.push(Listener {
+                name: "restapi (libp2p-http)",
+                address: address.clone(),
+                access,
+                encryption: "noise",
+            });
+        }
+        if config.restapi_on_cluster_host() {
+            // The cluster host's private network keeps out whoever lacks the secret.
+            let access = match access {
+                Access::Open if secret_set => Access::SwarmKey,
+                other => other,
+            };
+            for address in &config.cluster().listen_multiaddress.0 {
+                let access = access.clone();
+                listeners.push(Listener {
+                    name: "restapi (libp2p-http, cluster host)",
+                    address: address.clone(),
+                    access,
+                    encryption: "noise",
+                });
+            }
+        }
     }
     if let Some(api) = &config.api.pinsvcapi {
-        http_api(&mut listeners, "pinsvcapi", "pinsvcapi (libp2p-http)", api);
+        http_api(&mut listeners, "pinsvcapi", api);
     }
     if let Some(proxy) = &config.api.ipfsproxy {
         let access = api_access(proxy.authorizer_plugin.as_ref(), proxy.basic_auth_credentials.is_some());
@@ -225,5 +250,46 @@ mod tests {
         assert_eq!(rest.access, Access::Plugin("plugins/tokens.wasm".into()));
         assert_eq!(rest.encryption, "TLS");
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn raft_serves_the_rest_api_on_the_cluster_host_behind_the_secret() {
+        let raft = |secret: &str, restapi: serde_json::Value| {
+            config(serde_json::json!({
+                "cluster": {"secret": secret, "listen_multiaddress": "/ip4/0.0.0.0/tcp/9096"},
+                "consensus": {"raft": {}},
+                "api": {"restapi": restapi, "pinsvcapi": {"libp2p_listen_multiaddress": "/ip4/0.0.0.0/tcp/9098"}}
+            }))
+        };
+        let on_host = |cfg: &ServiceConfig| -> Vec<Listener> {
+            summary(cfg, false).0.into_iter().filter(|l| l.name.contains("libp2p-http")).collect()
+        };
+        // With a secret, an open REST API on the cluster host is still limited to secret holders.
+        let cfg = raft(&"aa".repeat(32), serde_json::json!({}));
+        let found = on_host(&cfg);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].name, found[0].address.as_str(), &found[0].access),
+            ("restapi (libp2p-http, cluster host)", "/ip4/0.0.0.0/tcp/9096", &Access::SwarmKey)
+        );
+        assert!(summary(&cfg, false).1.is_empty(), "{:?}", summary(&cfg, false).1);
+        // Without one, anyone can use it: a warning names it.
+        let (_, warnings) = summary(&raft("", serde_json::json!({})), false);
+        assert!(
+            warnings.iter().any(|w| w.contains("restapi (libp2p-http, cluster host) on /ip4/0.0.0.0/tcp/9096")),
+            "{warnings:?}"
+        );
+        // A separate libp2p host replaces the cluster host (and has no private network).
+        let key = serde_json::json!({
+            "libp2p_listen_multiaddress": "/ip4/0.0.0.0/tcp/9099", "id": "x", "private_key": "y",
+            "basic_auth_credentials": {"u": "p"}
+        });
+        let found = on_host(&raft(&"aa".repeat(32), key));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].name, &found[0].access), ("restapi (libp2p-http)", &Access::Credentials));
+        // crdt never uses the cluster host.
+        let mut crdt = raft(&"aa".repeat(32), serde_json::json!({}));
+        crdt.consensus.crdt = crdt.consensus.raft.take().map(|_| Default::default());
+        assert!(on_host(&crdt).is_empty());
     }
 }

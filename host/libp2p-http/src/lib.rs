@@ -4,7 +4,8 @@
 //! noise, yamux, identify, ping) and yields each inbound `/libp2p-http` stream with the
 //! remote's peer id; the caller serves HTTP/1.1 on it (e.g. hyper). The client side
 //! ([`dial`], [`Libp2pHttpClient`]) opens such streams to `/…/p2p/<peer id>` addresses, as
-//! `ipfs-cluster-ctl --host /ip4/…/tcp/…/p2p/<id> --secret <hex>` does.
+//! `ipfs-cluster-ctl --host /ip4/…/tcp/…/p2p/<id> --secret <hex>` does. Another swarm (the
+//! cluster host in raft mode) can serve the protocol too by embedding [`HttpBehaviour`].
 
 mod client;
 mod host;
@@ -26,7 +27,7 @@ use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 pub use client::{Libp2pHttpClient, dial, dial_with_timeout};
 pub use host::Libp2pHttpHost;
 pub use libp2p::{Multiaddr, PeerId};
-pub use protocol::PROTOCOL;
+pub use protocol::{Behaviour as HttpBehaviour, Event as HttpEvent, PROTOCOL};
 
 /// How long connecting (and the connection handshake) may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,6 +139,11 @@ pub struct HttpStream {
 impl HttpStream {
     fn new(stream: libp2p::Stream, peer: PeerId, client: Option<Arc<client::ClientInner>>) -> Self {
         HttpStream { inner: stream.compat(), peer, _client: client }
+    }
+
+    /// An inbound stream reported by an [`HttpBehaviour`] embedded in another swarm.
+    pub fn inbound(stream: libp2p::Stream, peer: PeerId) -> Self {
+        Self::new(stream, peer, None)
     }
 
     /// The peer at the other end (authenticated by noise).

@@ -33,7 +33,7 @@ pub(crate) type OpenReply = oneshot::Sender<Result<Stream, String>>;
 
 /// Negotiates `/libp2p-http`, or nothing at all for an endpoint that does not accept streams.
 #[derive(Debug, Clone)]
-pub(crate) struct Upgrade(Option<StreamProtocol>);
+pub struct Upgrade(Option<StreamProtocol>);
 
 impl UpgradeInfo for Upgrade {
     type Info = StreamProtocol;
@@ -65,7 +65,7 @@ impl OutboundUpgrade<Stream> for Upgrade {
 }
 
 /// Per-connection state.
-pub(crate) struct Handler {
+pub struct Handler {
     accept_inbound: bool,
     /// Requests from the behaviour not yet turned into substream requests.
     to_open: VecDeque<OpenReply>,
@@ -138,13 +138,19 @@ impl ConnectionHandler for Handler {
 
 /// What the behaviour reports to the swarm owner.
 #[derive(Debug)]
-pub(crate) enum Event {
+pub enum Event {
     /// A peer opened a `/libp2p-http` stream.
-    Inbound { peer: PeerId, stream: Stream },
+    Inbound {
+        /// Who opened it (authenticated by noise).
+        peer: PeerId,
+        /// The stream; [`crate::HttpStream::inbound`] makes it a tokio byte stream.
+        stream: Stream,
+    },
 }
 
-/// Tracks connections so outbound requests can be routed to one of them.
-pub(crate) struct Behaviour {
+/// The `/libp2p-http` protocol for a swarm: reports inbound streams (when accepting them) and
+/// routes outbound stream requests to a connection.
+pub struct Behaviour {
     accept_inbound: bool,
     connections: HashMap<PeerId, Vec<ConnectionId>>,
     actions: VecDeque<ToSwarm<Event, OpenReply>>,
@@ -152,7 +158,7 @@ pub(crate) struct Behaviour {
 
 impl Behaviour {
     /// `accept_inbound`: whether peers may open `/libp2p-http` streams to us.
-    pub(crate) fn new(accept_inbound: bool) -> Self {
+    pub fn new(accept_inbound: bool) -> Self {
         Behaviour { accept_inbound, connections: HashMap::new(), actions: VecDeque::new() }
     }
 

@@ -193,6 +193,13 @@ pub fn parse_service(
     {
         warnings.push("datastore: Cairn keeps its state in its own store; the datastore section is not used".into());
     }
+    if config.api.pinsvcapi.as_ref().is_some_and(|api| api.libp2p_listen_multiaddress.is_some()) {
+        warnings.push(
+            "api.pinsvcapi.libp2p_listen_multiaddress: ignored; the Pinning Service API is served over HTTP only \
+             (libp2p-http serves the REST API)"
+                .into(),
+        );
+    }
     Ok(LoadedService { config, warnings, env_applied })
 }
 
@@ -297,6 +304,13 @@ impl ServiceConfig {
             (None, Some(_)) => Some(ConsensusKind::Raft),
             _ => None,
         }
+    }
+
+    /// Whether the REST API is also served over `/libp2p-http` on the cluster host, as IPFS
+    /// Cluster does in raft mode when `api.restapi` has no libp2p host of its own.
+    pub fn restapi_on_cluster_host(&self) -> bool {
+        self.consensus_kind() == Some(ConsensusKind::Raft)
+            && self.api.restapi.as_ref().is_some_and(|api| api.libp2p_listen_multiaddress.is_none())
     }
 
     /// The 32-byte private-network key, `None` when the secret is empty.

@@ -561,3 +561,24 @@ fn files_are_written_owner_only() {
     assert_eq!(mode, 0o600);
     load_service(&path, &no_env).expect("loads back");
 }
+
+#[test]
+fn raft_serves_the_rest_api_on_the_cluster_host_unless_it_has_its_own_libp2p_host() {
+    let own_host = r#""libp2p_listen_multiaddress": "/ip4/127.0.0.1/tcp/9098", "id": "x", "private_key": "y""#;
+    let config = |consensus: &str, restapi: &str| {
+        parse(&format!(
+            r#"{{"cluster": {{}}, "consensus": {{"{consensus}": {{}}}}, "api": {{"restapi": {{{restapi}}}, "pinsvcapi": {{{own_host}}}}}}}"#
+        ))
+        .expect("loads")
+    };
+    let raft = config("raft", "");
+    assert!(raft.config.restapi_on_cluster_host());
+    // The Pinning Service API has no libp2p endpoint: its keys are ignored, out loud.
+    assert!(
+        raft.warnings.iter().any(|w| w.starts_with("api.pinsvcapi.libp2p_listen_multiaddress: ignored")),
+        "{:?}",
+        raft.warnings
+    );
+    assert!(!config("raft", own_host).config.restapi_on_cluster_host());
+    assert!(!config("crdt", "").config.restapi_on_cluster_host());
+}

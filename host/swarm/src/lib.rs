@@ -3,7 +3,8 @@
 //! - Transport: TCP, then the libp2p private network keyed by the cluster secret (when one is
 //!   set), then noise and yamux — the stack go-libp2p uses for IPFS Cluster.
 //! - Behaviours: identify, ping, gossipsub (signed, strict), the peer RPC
-//!   ([`RPC_PROTOCOL`], cbor) and mDNS (off unless configured).
+//!   ([`RPC_PROTOCOL`], cbor), mDNS (off unless configured) and `/libp2p-http` (only when
+//!   [`SwarmConfig::libp2p_http`] is set: the REST API of a raft peer).
 //! - Every incoming RPC passes the host's [`RpcAuthorizer`] before the [`RpcHandler`] sees it.
 //! - Bootstrap and remembered peers are redialed with exponential backoff; their addresses are
 //!   kept in a peerstore file across restarts.
@@ -20,6 +21,7 @@ pub mod peerstore;
 mod rpc;
 mod secret;
 
+pub use cairn_libp2p_http::HttpStream;
 pub use error::{SecretError, SwarmError};
 pub use libp2p::identity::Keypair;
 pub use libp2p::{Multiaddr, PeerId};

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_libp2p_http::{HttpBehaviour, HttpEvent, HttpStream};
 use cairn_telemetry::{SwarmMetrics, Telemetry};
 
 use futures::StreamExt;
@@ -68,6 +69,9 @@ pub struct SwarmConfig {
     pub reconnect_max: Duration,
     /// The agent version announced by identify.
     pub agent_version: String,
+    /// Serve `/libp2p-http` on this host (the REST API of a raft peer without a separate
+    /// libp2p-http host): inbound streams go here. `None` = the protocol is not offered.
+    pub libp2p_http: Option<mpsc::Sender<(PeerId, HttpStream)>>,
 }
 
 impl SwarmConfig {
@@ -87,6 +91,7 @@ impl SwarmConfig {
             reconnect_initial: Duration::from_secs(1),
             reconnect_max: Duration::from_secs(60),
             agent_version: format!("cairn/{}", env!("CARGO_PKG_VERSION")),
+            libp2p_http: None,
         }
     }
 }
@@ -155,6 +160,7 @@ struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     rpc: request_response::cbor::Behaviour<RpcRequest, RpcResponse>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    http: Toggle<HttpBehaviour>,
 }
 
 enum Command {
@@ -410,6 +416,7 @@ pub async fn start(
         authorizer,
         handler: handler.clone(),
         resp_tx,
+        libp2p_http: config.libp2p_http,
     };
     tokio::spawn(task.run(cmd_rx, resp_rx));
     Ok(SwarmHandle { local_peer_id, commands: cmd_tx, events, metrics, handler })
@@ -438,6 +445,7 @@ fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
     let identify_config = identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), config.keypair.public())
         .with_agent_version(config.agent_version.clone());
     let mdns_on = config.mdns;
+    let http_on = config.libp2p_http.is_some();
 
     let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
@@ -478,6 +486,7 @@ fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
                     rpc_config,
                 ),
                 mdns: Toggle::from(mdns),
+                http: Toggle::from(http_on.then(|| HttpBehaviour::new(true))),
             })
         })
         .map_err(|e| build_err(&e))?
@@ -521,6 +530,8 @@ struct Task {
     authorizer: Arc<dyn RpcAuthorizer>,
     handler: Arc<dyn RpcHandler>,
     resp_tx: mpsc::UnboundedSender<(request_response::ResponseChannel<RpcResponse>, RpcResponse)>,
+    /// Where inbound `/libp2p-http` streams go (bounded: the task never waits on the API).
+    libp2p_http: Option<mpsc::Sender<(PeerId, HttpStream)>>,
 }
 
 impl Task {
@@ -826,6 +837,7 @@ impl Task {
                 self.emit(NetworkEvent::Subscribed { peer: peer_id, topic: topic.into_string() });
             }
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
+            BehaviourEvent::Http(HttpEvent::Inbound { peer, stream }) => self.on_http_stream(peer, stream),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     tracing::debug!(%peer, %addr, "mdns discovered peer");
@@ -833,6 +845,20 @@ impl Task {
                 }
             }
             _ => {}
+        }
+    }
+
+    fn on_http_stream(&self, peer: PeerId, stream: libp2p::Stream) {
+        let Some(tx) = &self.libp2p_http else { return };
+        // Dropping the stream resets it: the client sees its request fail rather than hang.
+        match tx.try_send((peer, HttpStream::inbound(stream, peer))) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(%peer, "libp2p-http: too many streams await the REST API; resetting a new one")
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(%peer, "libp2p-http: the REST API is not serving; resetting the stream")
+            }
         }
     }
 

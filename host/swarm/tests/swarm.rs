@@ -385,3 +385,52 @@ async fn metrics_count_rpcs_connections_and_libp2p_events() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn libp2p_http_is_served_on_the_cluster_host_only_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SECRET_HEX: [u8; 32] = [0x11; 32];
+    let (tx, mut streams) = tokio::sync::mpsc::channel(4);
+    let mut serving = config(secret(SECRET_A));
+    serving.libp2p_http = Some(tx);
+    let a = node(serving, allow_all()).await;
+
+    // A client with the cluster secret (not a cluster peer) opens a stream; the swarm hands it
+    // over with the client's peer id, and bytes flow both ways.
+    let client = timeout(WAIT, cairn_libp2p_http::dial(addr_of(&a).await, Some(SECRET_HEX)))
+        .await
+        .expect("dial timed out")
+        .expect("dial");
+    let (peer, mut served) = timeout(WAIT, streams.recv()).await.expect("no stream").expect("channel open");
+    assert_eq!(peer, served.peer_id());
+    let mut client = client;
+    client.write_all(b"GET /id HTTP/1.1\r\n\r\n").await.unwrap();
+    client.flush().await.unwrap();
+    let mut got = [0u8; 20];
+    timeout(WAIT, served.read_exact(&mut got)).await.expect("read timed out").unwrap();
+    assert_eq!(&got, b"GET /id HTTP/1.1\r\n\r\n");
+    served.write_all(b"ok").await.unwrap();
+    served.flush().await.unwrap();
+    let mut answer = [0u8; 2];
+    timeout(WAIT, client.read_exact(&mut answer)).await.expect("read timed out").unwrap();
+    assert_eq!(&answer, b"ok");
+
+    // Without the secret the client cannot even connect.
+    let err = cairn_libp2p_http::dial_with_timeout(addr_of(&a).await, None, Duration::from_secs(3))
+        .await
+        .expect_err("no secret");
+    assert!(
+        matches!(err, cairn_libp2p_http::Error::Connect { .. } | cairn_libp2p_http::Error::Timeout { .. }),
+        "{err}"
+    );
+
+    // A host without the option does not offer the protocol.
+    let b = node(config(secret(SECRET_A)), allow_all()).await;
+    let err = timeout(WAIT, cairn_libp2p_http::dial(addr_of(&b).await, Some(SECRET_HEX)))
+        .await
+        .expect("dial timed out")
+        .expect_err("not offered");
+    assert!(err.to_string().contains("does not support /libp2p-http"), "{err}");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

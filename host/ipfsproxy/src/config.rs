@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_api::{AddLimits, ListenAddr};
+use cairn_api::{AddLimits, ListenAddr, Observer};
 use cairn_ipfs::DaemonAddr;
 
 /// IPFS Cluster's default `extract_headers_path`.
@@ -52,6 +52,8 @@ pub struct ProxyConfig {
     /// How long [`crate::ProxyServer::shutdown`] waits for in-flight requests before closing
     /// their connections.
     pub shutdown_timeout: Duration,
+    /// Told about every answered request (the peer's API request metrics), when set.
+    pub observer: Observer,
 }
 
 impl ProxyConfig {
@@ -98,6 +100,7 @@ impl Default for ProxyConfig {
             extract_headers_ttl: DEFAULT_EXTRACT_HEADERS_TTL,
             add_limits: AddLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
+            observer: Observer::default(),
         }
     }
 }

@@ -11,7 +11,7 @@ use cairn_api::{AddLayout, AddedOutput, ApiError, Cid, ClusterApi, PIN_NOT_FOUND
 use futures::{Stream, StreamExt};
 use http::header::{CACHE_CONTROL, CONNECTION, HeaderValue, TRAILER};
 use http::request::Parts;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,29 @@ pub(crate) fn hijack(path: &str) -> Option<Hijack<'_>> {
         }
     };
     Some(route)
+}
+
+/// The route label of a request for metrics and spans: the hijacked route's pattern, or
+/// `forwarded` (forwarded paths are not labels, which keeps the label set bounded).
+pub(crate) fn pattern(method: &Method, path: &str) -> &'static str {
+    if !matches!(*method, Method::POST | Method::GET | Method::PUT) {
+        return "forwarded";
+    }
+    match hijack(path) {
+        None => "forwarded",
+        Some(Hijack::PinAdd(None)) => "/api/v0/pin/add",
+        Some(Hijack::PinAdd(Some(_))) => "/api/v0/pin/add/{arg}",
+        Some(Hijack::PinRm(None)) => "/api/v0/pin/rm",
+        Some(Hijack::PinRm(Some(_))) => "/api/v0/pin/rm/{arg}",
+        Some(Hijack::PinLs(None)) => "/api/v0/pin/ls",
+        Some(Hijack::PinLs(Some(_))) => "/api/v0/pin/ls/{arg}",
+        Some(Hijack::PinUpdate) => "/api/v0/pin/update",
+        Some(Hijack::Add) => "/api/v0/add",
+        Some(Hijack::RepoStat) => "/api/v0/repo/stat",
+        Some(Hijack::RepoGc) => "/api/v0/repo/gc",
+        Some(Hijack::BlockPut) => "/api/v0/block/put",
+        Some(Hijack::DagPut) => "/api/v0/dag/put",
+    }
 }
 
 /// What a hijacked handler works with.
@@ -620,6 +643,10 @@ mod tests {
         assert_eq!(hijack("/api/v0/pin/add"), Some(Hijack::PinAdd(None)));
         assert_eq!(hijack(&format!("/api/v0/pin/ls/{V0}")), Some(Hijack::PinLs(Some(V0))));
         assert_eq!(hijack("/api/v0/pin/rm/a/b"), None);
+        assert_eq!(pattern(&Method::POST, &format!("/api/v0/pin/ls/{V0}")), "/api/v0/pin/ls/{arg}");
+        assert_eq!(pattern(&Method::POST, "/api/v0/add"), "/api/v0/add");
+        assert_eq!(pattern(&Method::OPTIONS, "/api/v0/add"), "forwarded");
+        assert_eq!(pattern(&Method::POST, "/api/v0/id"), "forwarded");
         assert_eq!(hijack("/api/v0/pin/add/"), None);
         assert_eq!(hijack("/api/v0/pin/update/x"), None);
         assert_eq!(hijack("/api/v0/dag/put"), Some(Hijack::DagPut));

@@ -54,13 +54,27 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Reques
     let started = Instant::now();
     let method = req.method().clone();
     let target = req.uri().path().to_owned();
-    let response = serve(&shared, &conn, req, started).await;
+    let route = handlers::pattern(&method, &target);
+    // The same span as the other APIs' (`cairn_api`), so traces look alike across endpoints.
+    let span = tracing::info_span!(
+        "api.request",
+        api = cairn_api::Api::Ipfsproxy.name(),
+        method = %method,
+        route,
+        status = tracing::field::Empty
+    );
+    let response = tracing::Instrument::instrument(serve(&shared, &conn, req, started), span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("status", status);
+    if let Some(observer) = &shared.config.observer.0 {
+        observer.observe(cairn_api::Api::Ipfsproxy, route, status, started.elapsed());
+    }
     tracing::debug!(
         target: "cairn_ipfsproxy::access",
         remote = %conn.remote_addr,
         method = %method,
         path = %target,
-        status = response.status().as_u16(),
+        status,
         "request"
     );
     response.map(|inner| TrackedBody { inner, _guard: guard })

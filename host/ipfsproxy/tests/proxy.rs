@@ -675,3 +675,37 @@ async fn many_streamed_requests_on_one_connection() {
         assert!(!collected.to_bytes().is_empty());
     }
 }
+
+/// Records what the proxy reports per request.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(cairn_api::Api, String, u16)>>);
+
+impl cairn_api::RequestObserver for Recorded {
+    fn observe(&self, api: cairn_api::Api, route: &str, status: u16, _: Duration) {
+        self.0.lock().expect("lock").push((api, route.to_owned(), status));
+    }
+}
+
+#[tokio::test]
+async fn every_request_is_reported_with_a_bounded_route_label() {
+    let recorded = Arc::new(Recorded::default());
+    let observer = recorded.clone();
+    let s = setup(move |c| c.observer = cairn_api::Observer(Some(observer))).await;
+    post(s.addr, &format!("/api/v0/pin/add/{CID}")).await;
+    post(s.addr, "/api/v0/pin/rm").await;
+    post(s.addr, "/api/v0/id").await;
+    post(s.addr, "/api/v0/teapot").await;
+    send(s.addr, req("OPTIONS", "/api/v0/add")).await;
+    let got = recorded.0.lock().expect("lock").clone();
+    let api = cairn_api::Api::Ipfsproxy;
+    assert_eq!(
+        got,
+        [
+            (api, "/api/v0/pin/add/{arg}".to_owned(), 200),
+            (api, "/api/v0/pin/rm".to_owned(), 400),
+            (api, "forwarded".to_owned(), 200),
+            (api, "forwarded".to_owned(), 418),
+            (api, "forwarded".to_owned(), 200),
+        ]
+    );
+}

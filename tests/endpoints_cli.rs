@@ -240,3 +240,152 @@ fn raft_serves_the_rest_api_over_libp2p_http_on_the_cluster_host_and_crdt_does_n
     daemon.signal("TERM");
     daemon.wait_exit(STOP);
 }
+
+/// A fake OTLP/HTTP collector on a free port: keeps every request body, answers 200.
+fn fake_collector() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let kept = kept.clone();
+            // One thread per connection: the exporter keeps connections alive between batches.
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                let mut reader = std::io::BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    kept.lock().expect("lock").push(body);
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, bodies)
+}
+
+#[test]
+fn one_api_request_is_one_trace_across_peers() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+
+    let (collector, bodies) = fake_collector();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dirs = [init_named(tmp.path(), "a", &[]), init_named(tmp.path(), "b", &[])];
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|dir| {
+            let identity: Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("identity.json")).expect("read")).expect("json");
+            identity["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    let secret = config(&dirs[0])["cluster"]["secret"].clone();
+    let a_swarm =
+        format!("{}/p2p/{}", config(&dirs[0])["cluster"]["listen_multiaddress"].as_str().expect("one"), ids[0]);
+    for (i, dir) in dirs.iter().enumerate() {
+        edit(dir, |v| {
+            v["cluster"]["secret"] = secret.clone();
+            v["cluster"]["peername"] = format!("peer-{i}").into();
+            v["cluster"]["monitor_ping_interval"] = "1s".into();
+            v["observations"]["tracing"]["enable_tracing"] = true.into();
+            v["observations"]["tracing"]["sampling_prob"] = 1.0.into();
+            v["observations"]["tracing"]["otlp_endpoint"] = format!("http://127.0.0.1:{collector}").into();
+            if i == 1 {
+                v["cluster"]["peer_addresses"] = serde_json::json!([a_swarm]);
+            }
+        });
+    }
+    let mut daemons: Vec<Daemon> = dirs
+        .iter()
+        .map(|dir| {
+            let mut cmd = cairn(dir);
+            cmd.args(["daemon", "--consensus-only"]);
+            let mut daemon = Daemon::spawn(cmd);
+            daemon.wait_for(&["cairn daemon ready"], START);
+            daemon
+        })
+        .collect();
+    assert!(daemons[0].log().contains("tracing: exporting spans over OTLP/HTTP"), "{}", daemons[0].log());
+
+    // `peers ls` on A asks every peer for its ID over the peer RPC; wait until B answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, _) = run(&dirs[0], &["peers", "ls"]);
+        // B's own line (its peername) means B answered the ID call; IPFS errors are expected
+        // with --consensus-only.
+        if ok && out.contains(&format!("{} | peer-1", ids[1])) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "B never answered A's peers ls:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Stopping flushes each peer's last batch of spans.
+    for daemon in &mut daemons {
+        daemon.signal("TERM");
+        daemon.wait_exit(STOP);
+    }
+
+    // (peer, name, trace id, span id, parent span id) of every exported span.
+    let mut spans = Vec::new();
+    for body in bodies.lock().expect("lock").iter() {
+        let request = ExportTraceServiceRequest::decode(body.as_slice()).expect("an OTLP protobuf export");
+        for resource_spans in &request.resource_spans {
+            let resource = resource_spans.resource.as_ref().expect("resource");
+            let cluster_id = resource
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "cluster_id")
+                .map(|kv| format!("{:?}", kv.value))
+                .unwrap_or_default();
+            let peer = ids.iter().position(|id| cluster_id.contains(id.as_str())).expect("a peer's cluster_id");
+            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                spans.push((
+                    peer,
+                    span.name.clone(),
+                    span.trace_id.clone(),
+                    span.span_id.clone(),
+                    span.parent_span_id.clone(),
+                ));
+            }
+        }
+    }
+    // A served call on B whose parent is an rpc.call on A, inside one of A's API requests.
+    let joined = spans.iter().filter(|(peer, name, ..)| *peer == 1 && name == "rpc.serve").find_map(
+        |(_, _, trace, _, parent)| {
+            let call =
+                spans.iter().find(|(p, n, t, id, _)| *p == 0 && n == "rpc.call" && t == trace && id == parent)?;
+            spans.iter().find(|(p, n, t, id, _)| *p == 0 && n == "api.request" && *t == call.2 && *id == call.4)
+        },
+    );
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let names: Vec<String> = spans
+        .iter()
+        .map(|(p, n, t, id, parent)| format!("peer {p} {n} trace {} span {} parent {}", hex(t), hex(id), hex(parent)))
+        .collect();
+    assert!(joined.is_some(), "no api.request (A) -> rpc.call (A) -> rpc.serve (B) trace among {names:?}");
+}

@@ -276,7 +276,8 @@ impl SwarmHandle {
                 return answer.map_err(|reason| SwarmError::RpcFailed { peer, method: method.to_owned(), reason });
             }
             let started = std::time::Instant::now();
-            let request = RpcRequest { method: method.to_owned(), payload };
+            let traceparent = cairn_telemetry::propagation::current_traceparent();
+            let request = RpcRequest { method: method.to_owned(), payload, traceparent };
             let answer = self.ask(|reply| Command::Rpc { peer, request, reply }).await?;
             let outcome = match &answer {
                 Ok(RpcResponse::Ok(_)) => "ok",
@@ -877,12 +878,15 @@ impl Task {
                     %peer,
                     outcome = tracing::field::Empty
                 );
+                if let Some(traceparent) = &request.traceparent {
+                    cairn_telemetry::propagation::continue_trace(&span, traceparent);
+                }
                 // Authorization and handling may be slow (plugin calls, IPFS), so they run off
                 // the swarm task; the answer comes back through `resp_tx`.
                 tokio::spawn(
                     async move {
                         let started = std::time::Instant::now();
-                        let RpcRequest { method, payload } = request;
+                        let RpcRequest { method, payload, .. } = request;
                         let response = match authorizer.authorize(peer, &method).await {
                             Err(reason) => {
                                 metrics.rpc_denied.inc();

@@ -19,6 +19,10 @@ pub struct RpcRequest {
     /// Encoded arguments (a CBOR byte string, not an array of small integers).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The caller's W3C `traceparent`, so the served call's span joins the caller's trace.
+    /// Absent when the caller does not trace; peers without the field ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The answer to an [`RpcRequest`] on the wire. Denial is distinct from failure so the

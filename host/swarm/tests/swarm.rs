@@ -434,3 +434,23 @@ async fn libp2p_http_is_served_on_the_cluster_host_only_when_configured() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// What the fake propagation hook below was asked to continue.
+static CONTINUED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+#[tokio::test]
+async fn an_rpc_carries_the_callers_traceparent_to_the_serving_span() {
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    cairn_telemetry::propagation::install(cairn_telemetry::propagation::Hooks {
+        current: || Some(TRACEPARENT.to_owned()),
+        continue_remote: |_, traceparent| CONTINUED.lock().unwrap().push(traceparent.to_owned()),
+    });
+    let a = node(config(secret(SECRET_A)), allow_all()).await;
+    let b = node(config(secret(SECRET_A)), allow_all()).await;
+    connect(&b, &a).await.unwrap();
+    let answer = timeout(WAIT, b.rpc(a.local_peer_id(), "Echo", b"traced".to_vec())).await.unwrap().unwrap();
+    assert_eq!(answer, b"traced");
+    assert!(CONTINUED.lock().unwrap().iter().any(|t| t == TRACEPARENT), "{:?}", CONTINUED.lock().unwrap());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

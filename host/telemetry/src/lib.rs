@@ -20,7 +20,8 @@
 //! not know about telemetry, and its public API is used by other crates that should not have
 //! to pass a registry.
 //!
-//! With the `otlp` feature, [`otlp`] builds the OpenTelemetry trace pipeline (OTLP/HTTP).
+//! With the `otlp` feature, [`otlp`] builds the OpenTelemetry trace pipeline (OTLP/HTTP);
+//! [`propagation`] carries trace context across peer RPCs once that pipeline is on.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -35,6 +36,7 @@ mod ipfs;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod plugin;
+pub mod propagation;
 mod swarm;
 mod tracker;
 

@@ -7,6 +7,7 @@
 //! awaited from there.
 
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,15 +16,18 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::KeyValue;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::propagation::TextMapPropagator as _;
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::Sampler;
 pub use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::span;
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -84,6 +88,27 @@ pub fn provider(settings: &OtlpSettings, runtime: tokio::runtime::Handle) -> Res
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(prob))))
         .with_resource(resource)
         .build())
+}
+
+/// Installs the [`crate::propagation`] hooks: W3C trace context (`traceparent`) read from and
+/// written into the OpenTelemetry context of `tracing` spans.
+pub fn install_propagation() {
+    crate::propagation::install(crate::propagation::Hooks { current: current_traceparent, continue_remote });
+}
+
+fn current_traceparent() -> Option<String> {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    carrier.remove("traceparent")
+}
+
+fn continue_remote(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let remote = TraceContextPropagator::new().extract(&carrier);
+    if remote.span().span_context().is_valid() {
+        // Fails only for a span already started or not recorded; it then keeps its own trace.
+        let _ = span.set_parent(remote);
+    }
 }
 
 /// The `tracing` layer that turns spans of targets starting with `target_prefix` (`cairn`:

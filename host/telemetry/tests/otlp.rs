@@ -115,3 +115,58 @@ fn traces_url_appends_the_path_once() {
     assert_eq!(otlp::traces_url("http://jaeger:4318/"), "http://jaeger:4318/v1/traces");
     assert_eq!(otlp::traces_url("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_traceparent_continues_the_callers_trace() {
+    let received: Received = Arc::default();
+    let endpoint = fake_collector(received.clone()).await;
+    let settings = OtlpSettings {
+        endpoint,
+        service_name: "propagation-test".into(),
+        attributes: Vec::new(),
+        sampling_prob: 1.0,
+        timeout: Duration::from_secs(5),
+    };
+    let provider = otlp::provider(&settings, tokio::runtime::Handle::current()).expect("provider");
+    otlp::install_propagation();
+    let subscriber = tracing_subscriber::registry().with(otlp::layer(&provider, "otlp"));
+    let sent = tracing::subscriber::with_default(subscriber, || {
+        // The caller's side: the traceparent of its current span travels with the call.
+        let sent = tracing::info_span!("rpc.call").in_scope(cairn_telemetry::propagation::current_traceparent);
+        let sent = sent.expect("a traceparent inside a recorded span");
+        // The serving side (another peer in real life): its span continues that trace.
+        let served = tracing::info_span!("rpc.serve");
+        cairn_telemetry::propagation::continue_trace(&served, &sent);
+        served.in_scope(|| {});
+        // A malformed value leaves the span a trace of its own.
+        let stray = tracing::info_span!("stray");
+        cairn_telemetry::propagation::continue_trace(&stray, "00-not-a-trace");
+        stray.in_scope(|| {});
+        sent
+    });
+    let flushed = tokio::task::spawn_blocking(move || {
+        let flushed = provider.force_flush();
+        let _ = provider.shutdown();
+        flushed
+    })
+    .await
+    .expect("flush task");
+    assert!(flushed.is_ok(), "{flushed:?}");
+    assert_eq!(cairn_telemetry::propagation::current_traceparent(), None, "no span, no traceparent");
+
+    let mut spans = std::collections::HashMap::new();
+    for (_, _, request) in received.lock().unwrap().iter() {
+        for scope in request.resource_spans.iter().flat_map(|r| &r.scope_spans) {
+            for span in &scope.spans {
+                spans.insert(span.name.clone(), span.clone());
+            }
+        }
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let (call, serve, stray) = (&spans["rpc.call"], &spans["rpc.serve"], &spans["stray"]);
+    assert_eq!(sent, format!("00-{}-{}-01", hex(&call.trace_id), hex(&call.span_id)));
+    assert_eq!(serve.trace_id, call.trace_id, "rpc.serve joins the caller's trace");
+    assert_eq!(serve.parent_span_id, call.span_id, "as a child of rpc.call");
+    assert_ne!(stray.trace_id, call.trace_id);
+    assert!(stray.parent_span_id.is_empty());
+}

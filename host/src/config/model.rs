@@ -836,7 +836,8 @@ impl Default for MetricsConfig {
 /// IPFS Cluster sends spans to a Jaeger agent over UDP (`jaeger_agent_endpoint`,
 /// `/ip4/0.0.0.0/udp/6831`). That agent protocol is deprecated (Jaeger itself now takes
 /// OTLP), so Cairn exports OTLP only, to:
-/// 1. `otlp_endpoint` when set: a base URL, `http://` only (e.g. `http://127.0.0.1:4318`);
+/// 1. `otlp_endpoint` when set: a base URL, `http://` or `https://` (verified against the
+///    system's trust store; `SSL_CERT_FILE` names another), e.g. `http://127.0.0.1:4318`;
 /// 2. otherwise the host of `jaeger_agent_endpoint` with the OTLP/HTTP port 4318 (Jaeger's
 ///    OTLP receiver): `/ip4/10.0.0.5/udp/6831` → `http://10.0.0.5:4318`, and the unspecified
 ///    `0.0.0.0`/`::` of the default → `127.0.0.1`, giving `http://127.0.0.1:4318`.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -42,8 +43,8 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// How to export.
 #[derive(Debug, Clone)]
 pub struct OtlpSettings {
-    /// The collector's base URL (`http://127.0.0.1:4318`); [`TRACES_PATH`] is appended unless
-    /// the URL already ends with it. Only `http://`: there is no TLS client here.
+    /// The collector's base URL (`http://127.0.0.1:4318`, or `https://…` verified against the
+    /// system's trust store); [`TRACES_PATH`] is appended unless the URL already ends with it.
     pub endpoint: String,
     /// `service.name` of the exported spans.
     pub service_name: String,
@@ -66,15 +67,15 @@ pub fn traces_url(endpoint: &str) -> String {
 /// batch is sent) to flush.
 pub fn provider(settings: &OtlpSettings, runtime: tokio::runtime::Handle) -> Result<SdkTracerProvider, String> {
     let url = traces_url(&settings.endpoint);
-    if !url.starts_with("http://") {
-        return Err(format!("{url}: only http:// OTLP endpoints are supported"));
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{url}: the OTLP endpoint must be an http:// or https:// URL"));
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(url)
         .with_timeout(settings.timeout)
-        .with_http_client(HyperClient::new(runtime, settings.timeout))
+        .with_http_client(HyperClient::new(runtime, settings.timeout)?)
         .build()
         .map_err(|e| e.to_string())?;
     let mut attributes: Vec<KeyValue> =
@@ -195,19 +196,33 @@ where
     }
 }
 
-/// [`HttpClient`] over hyper-util's pooled client, each request run on a tokio runtime.
+/// [`HttpClient`] over hyper-util's pooled client (`http://`, or `https://` verified against
+/// the system's trust store, which honours `SSL_CERT_FILE`), each request run on a tokio
+/// runtime.
 #[derive(Debug, Clone)]
 pub struct HyperClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 }
 
 impl HyperClient {
     /// A client whose requests run on `runtime`, each bounded by `timeout` (body included).
-    pub fn new(runtime: tokio::runtime::Handle, timeout: Duration) -> HyperClient {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        HyperClient { client, runtime, timeout }
+    pub fn new(runtime: tokio::runtime::Handle, timeout: Duration) -> Result<HyperClient, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable system certificates are skipped: an https:// export then fails with the
+        // TLS error, an http:// one is unaffected.
+        let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        tracing::debug!(roots = added, "OTLP client: system trust store loaded");
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS client: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(HyperClient { client, runtime, timeout })
     }
 }
 

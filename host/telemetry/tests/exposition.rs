@@ -111,7 +111,12 @@ fn every_family_renders_in_both_formats() {
     assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
 
     match Command::new("promtool").arg("--version").output() {
-        Err(_) => {
+        Err(e) => {
+            // .ci/run installs promtool and sets CAIRN_REQUIRE_PROMTOOL: there the check must run.
+            assert!(
+                std::env::var_os("CAIRN_REQUIRE_PROMTOOL").is_none(),
+                "promtool is not on PATH ({e}) but CAIRN_REQUIRE_PROMTOOL is set (apt-get install prometheus)"
+            );
             println!("promtool is not on PATH: skipping `promtool check metrics` (apt-get install prometheus)");
         }
         Ok(_) => {

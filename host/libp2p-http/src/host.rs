@@ -178,15 +178,7 @@ impl HostTask {
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Http(protocol::Event::Inbound { peer, stream })) => {
-                match self.incoming.try_send((peer, HttpStream::new(stream, peer, None))) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        tracing::warn!(%peer, "libp2p-http: {INCOMING_QUEUE} streams await accept; resetting a new one");
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        tracing::debug!(%peer, "libp2p-http: nobody accepts streams; resetting");
-                    }
-                }
+                crate::deliver(&self.incoming, peer, stream);
             }
             SwarmEvent::NewListenAddr { address, .. } => {
                 self.listen_addrs.lock().unwrap_or_else(PoisonError::into_inner).push(address);

@@ -22,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 pub use libp2p::identity::Keypair;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 pub use client::{Libp2pHttpClient, dial, dial_with_timeout};
@@ -127,6 +128,21 @@ pub fn host_identity(id: &str, private_key_base64: &str) -> Result<Keypair, Erro
     Ok(keypair)
 }
 
+/// Hands an inbound stream (an [`HttpEvent::Inbound`]) to `queue` without waiting: when the
+/// queue is full or closed the stream is dropped, which resets it, since a swarm task must
+/// never block on the HTTP server.
+pub fn deliver(queue: &mpsc::Sender<(PeerId, HttpStream)>, peer: PeerId, stream: libp2p::Stream) {
+    match queue.try_send((peer, HttpStream::new(stream, peer, None))) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(%peer, "libp2p-http: {} streams await the server; resetting a new one", queue.max_capacity())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            tracing::debug!(%peer, "libp2p-http: nobody accepts streams; resetting")
+        }
+    }
+}
+
 /// One `/libp2p-http` stream as a tokio byte stream; hand it to hyper via `TokioIo`.
 pub struct HttpStream {
     // Declared first so it drops before the client swarm it may keep alive.
@@ -139,11 +155,6 @@ pub struct HttpStream {
 impl HttpStream {
     fn new(stream: libp2p::Stream, peer: PeerId, client: Option<Arc<client::ClientInner>>) -> Self {
         HttpStream { inner: stream.compat(), peer, _client: client }
-    }
-
-    /// An inbound stream reported by an [`HttpBehaviour`] embedded in another swarm.
-    pub fn inbound(stream: libp2p::Stream, peer: PeerId) -> Self {
-        Self::new(stream, peer, None)
     }
 
     /// The peer at the other end (authenticated by noise).

@@ -143,7 +143,7 @@ pub enum Event {
     Inbound {
         /// Who opened it (authenticated by noise).
         peer: PeerId,
-        /// The stream; [`crate::HttpStream::inbound`] makes it a tokio byte stream.
+        /// The stream; [`crate::deliver`] hands it on as an [`crate::HttpStream`].
         stream: Stream,
     },
 }

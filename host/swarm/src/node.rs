@@ -838,7 +838,11 @@ impl Task {
                 self.emit(NetworkEvent::Subscribed { peer: peer_id, topic: topic.into_string() });
             }
             BehaviourEvent::Rpc(event) => self.on_rpc_event(event),
-            BehaviourEvent::Http(HttpEvent::Inbound { peer, stream }) => self.on_http_stream(peer, stream),
+            BehaviourEvent::Http(HttpEvent::Inbound { peer, stream }) => {
+                if let Some(queue) = &self.libp2p_http {
+                    cairn_libp2p_http::deliver(queue, peer, stream);
+                }
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     tracing::debug!(%peer, %addr, "mdns discovered peer");
@@ -846,20 +850,6 @@ impl Task {
                 }
             }
             _ => {}
-        }
-    }
-
-    fn on_http_stream(&self, peer: PeerId, stream: libp2p::Stream) {
-        let Some(tx) = &self.libp2p_http else { return };
-        // Dropping the stream resets it: the client sees its request fail rather than hang.
-        match tx.try_send((peer, HttpStream::inbound(stream, peer))) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(%peer, "libp2p-http: too many streams await the REST API; resetting a new one")
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::debug!(%peer, "libp2p-http: the REST API is not serving; resetting the stream")
-            }
         }
     }
 

@@ -56,6 +56,18 @@ async fn fake_collector(received: Received) -> String {
     format!("http://{addr}")
 }
 
+/// Sends the last batch and stops the provider (off the async threads: it blocks).
+async fn flush(provider: otlp::SdkTracerProvider) {
+    let flushed = tokio::task::spawn_blocking(move || {
+        let flushed = provider.force_flush();
+        let _ = provider.shutdown();
+        flushed
+    })
+    .await
+    .expect("flush task");
+    assert!(flushed.is_ok(), "{flushed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_collector() {
     let received: Received = Arc::default();
@@ -78,14 +90,7 @@ async fn spans_reach_the_collector() {
         // Another crate's span is not.
         tracing::info_span!(target: "libp2p_swarm", "connection").in_scope(|| {});
     });
-    let flushed = tokio::task::spawn_blocking(move || {
-        let flushed = provider.force_flush();
-        let _ = provider.shutdown();
-        flushed
-    })
-    .await
-    .expect("flush task");
-    assert!(flushed.is_ok(), "{flushed:?}");
+    flush(provider).await;
 
     let received = received.lock().unwrap();
     assert!(!received.is_empty(), "no export arrived");
@@ -144,14 +149,7 @@ async fn a_remote_traceparent_continues_the_callers_trace() {
         stray.in_scope(|| {});
         sent
     });
-    let flushed = tokio::task::spawn_blocking(move || {
-        let flushed = provider.force_flush();
-        let _ = provider.shutdown();
-        flushed
-    })
-    .await
-    .expect("flush task");
-    assert!(flushed.is_ok(), "{flushed:?}");
+    flush(provider).await;
     assert_eq!(cairn_telemetry::propagation::current_traceparent(), None, "no span, no traceparent");
 
     let mut spans = std::collections::HashMap::new();

@@ -15,8 +15,8 @@
 //!   (IPFS Cluster puts the message in `reason`), 401 included;
 //! - a pin in the pinset that no allocated peer has started on is `queued`, not 404 as in IPFS
 //!   Cluster, and only allocated peers decide the status;
-//! - `delegates` are the allocated peers' IPFS addresses, else this peer's (never empty unless
-//!   no IPFS address is known at all);
+//! - `delegates` are the allocated peers' IPFS addresses, else this peer's IPFS addresses,
+//!   else (its IPFS node never answered) this cluster peer's own addresses: never empty;
 //! - 404 and 405 carry `Failure` bodies; 405 also carries `Allow`.
 //!
 //! A request's body is at most [`MAX_BODY`] bytes (413 beyond). An empty query parameter counts

@@ -59,9 +59,15 @@ pub(crate) fn delegates_of(gpi: &GlobalPinInfo, allocations: &[String]) -> Vec<S
     finish(addrs)
 }
 
-/// The IPFS addresses of a peer's `Id` (the fallback delegates).
+/// The fallback delegates from this peer's `Id`: its IPFS addresses, or, when its IPFS node's
+/// addresses are unknown (the daemon never answered), the cluster peer's own addresses, so the
+/// list keeps the spec's minimum of one.
 pub(crate) fn delegates_of_id(id: &Id) -> Vec<String> {
-    finish(id.ipfs.addresses.iter().filter_map(|a| with_peer(a, &id.ipfs.id)))
+    let ipfs = finish(id.ipfs.addresses.iter().filter_map(|a| with_peer(a, &id.ipfs.id)));
+    if !ipfs.is_empty() {
+        return ipfs;
+    }
+    finish(id.addresses.iter().filter_map(|a| with_peer(a, &id.id)))
 }
 
 /// An address that ends in `/p2p/<id>`, as the spec requires of delegates: as given when it
@@ -180,5 +186,10 @@ mod tests {
             ..Id::default()
         };
         assert_eq!(delegates_of_id(&id).len(), MAX_DELEGATES);
+
+        // No IPFS address known: the cluster peer's own, never an empty list.
+        let cluster = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq";
+        let id = Id { id: cluster.into(), addresses: vec!["/ip4/127.0.0.1/tcp/9096".into()], ..Id::default() };
+        assert_eq!(delegates_of_id(&id), [format!("/ip4/127.0.0.1/tcp/9096/p2p/{cluster}")]);
     }
 }

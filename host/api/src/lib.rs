@@ -37,6 +37,7 @@ mod cluster;
 mod config;
 pub mod conn;
 mod error;
+pub mod listen;
 pub mod multipart;
 pub mod pinsvc;
 mod policy;
@@ -53,11 +54,12 @@ pub use cairn_state::{Cid, Pin, PinMode, PinOptions, PinType, Timestamp};
 pub use cluster::{AddFormat, AddLayout, AddParams, AddPart, AddRequest, ApiFuture, ApiStream, ClusterApi};
 pub use config::{AddLimits, ListenAddr, Observer, RequestObserver, ServerConfig, TlsConfig};
 pub use error::{ApiError, PIN_NOT_FOUND, ServeError};
+pub use listen::{ApiServer, IncomingStream, StreamIo};
 pub use policy::{
     Api, ApiRequest, BasicCredentials, CorsRequest, Credentials, Denial, Header, OpenPolicy, PreflightRequest,
     RequestDecision, RequestPolicy, TokenDecision,
 };
-pub use server::{ApiServer, IncomingStream, StreamIo, serve, serve_pinsvc, serve_streams};
+pub use server::{serve, serve_pinsvc, serve_streams};
 pub use types::{
     AddedOutput, Alert, Bandwidth, ConnectGraph, ErrorBody, GlobalPinInfo, GlobalRepoGc, Id, IpfsId, IpfsRepoGc,
     Metric, PinInfo, PinInfoShort, PinTypeFilter, RepoGc, Token, TrackerFilter, TrackerStatus, Version,

@@ -108,6 +108,40 @@ impl Drop for BusyGuard {
     }
 }
 
+/// A response body that keeps its connection busy (for the timeouts) until it is finished or
+/// dropped.
+pub struct TrackedBody<B> {
+    inner: B,
+    _guard: BusyGuard,
+}
+
+impl<B> TrackedBody<B> {
+    /// `inner`, holding `guard` for as long as it lives.
+    pub fn new(inner: B, guard: BusyGuard) -> Self {
+        TrackedBody { inner, _guard: guard }
+    }
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// The limits of each phase; `None` is no limit.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {

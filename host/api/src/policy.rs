@@ -61,6 +61,32 @@ pub enum Credentials {
     Bearer(String),
 }
 
+impl Credentials {
+    /// Credentials from an `Authorization` value, read as Go does: `Basic` (case-insensitive,
+    /// padded base64 of `user:password`) first, then `Bearer ` (case-insensitive) with the rest
+    /// as the token. Every API server and the IPFS proxy read the header this way.
+    pub fn from_authorization(authorization: Option<&str>) -> Credentials {
+        use base64::Engine as _;
+        let Some(value) = authorization else { return Credentials::None };
+        if let Some(encoded) = strip_prefix_ignore_case(value, "Basic ")
+            && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded)
+            && let Ok(decoded) = String::from_utf8(decoded)
+            && let Some((user, password)) = decoded.split_once(':')
+        {
+            return Credentials::Basic(BasicCredentials { user: user.to_owned(), password: password.to_owned() });
+        }
+        if let Some(token) = strip_prefix_ignore_case(value, "Bearer ") {
+            return Credentials::Bearer(token.to_owned());
+        }
+        Credentials::None
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
+}
+
 /// An API request to authorize (WIT `api-request`, plus the verified client certificate).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiRequest {

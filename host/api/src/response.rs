@@ -5,20 +5,17 @@
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{CONTENT_TYPE, HeaderValue, TRAILER};
 use http::{HeaderMap, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use serde::Serialize;
 
 use crate::cluster::ApiStream;
-use crate::conn::BusyGuard;
 use crate::error::ApiError;
 use crate::trailers::Sentinel;
 
@@ -176,29 +173,6 @@ fn trailer_frame<T>(sentinel: Option<Sentinel>, error: Option<String>) -> Option
     let sentinel = sentinel?;
     let value = trailer_value(error.as_deref().unwrap_or(""));
     Some((Ok(Frame::data(sentinel.frame(&[(STREAM_ERROR, &value)]))), NdjsonState::Done))
-}
-
-/// A body that keeps its connection busy (for the timeouts) until it is finished or dropped.
-pub(crate) struct TrackedBody {
-    pub(crate) inner: ResBody,
-    pub(crate) _guard: BusyGuard,
-}
-
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

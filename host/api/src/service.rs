@@ -17,7 +17,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{HeaderName, HeaderValue, LOCATION};
@@ -30,15 +29,14 @@ use tokio::time::Instant;
 
 use crate::cluster::ClusterApi;
 use crate::config::ServerConfig;
-use crate::conn::Activity;
+use crate::conn::{Activity, TrackedBody};
 use crate::error::ApiError;
 use crate::multipart;
 use crate::policy::{
-    ApiRequest, BasicCredentials, CorsRequest, Credentials, Header, PreflightRequest, RequestDecision, RequestPolicy,
-    TokenDecision,
+    ApiRequest, CorsRequest, Credentials, Header, PreflightRequest, RequestDecision, RequestPolicy, TokenDecision,
 };
 use crate::query::{self, Query};
-use crate::response::{Common, ResBody, TrackedBody, bare, empty, full};
+use crate::response::{Common, ResBody, bare, empty, full};
 use crate::router::{self, NoRoute, Route};
 use crate::trailers::Sentinel;
 use crate::types::{ErrorBody, PinTypeFilter, Token, TrackerFilter};
@@ -87,7 +85,11 @@ pub(crate) struct ConnInfo {
 }
 
 /// Serves one request.
-pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<TrackedBody> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<TrackedBody<ResBody>> {
     let guard = conn.activity.request_started();
     let started = Instant::now();
     let method = req.method().clone();
@@ -114,7 +116,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Reques
         status,
         "request"
     );
-    response.map(|inner| TrackedBody { inner, _guard: guard })
+    response.map(|inner| TrackedBody::new(inner, guard))
 }
 
 async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started: Instant) -> Response<ResBody> {
@@ -418,31 +420,9 @@ fn api_request(shared: &Shared, conn: &ConnInfo, parts: &Parts, path: &str, raw_
         remote_addr: conn.remote_addr.clone(),
         peer_id: conn.peer_id.clone(),
         tls: conn.tls,
-        credentials: credentials(header_str(&parts.headers, "authorization")),
+        credentials: Credentials::from_authorization(header_str(&parts.headers, "authorization")),
         client_cert_subject: conn.client_cert_subject.clone(),
     }
-}
-
-/// Credentials from an `Authorization` value, read as Go does: `Basic` (case-insensitive, padded
-/// base64 of `user:password`) first, then `Bearer ` (case-insensitive) with the rest as the token.
-pub(crate) fn credentials(authorization: Option<&str>) -> Credentials {
-    let Some(value) = authorization else { return Credentials::None };
-    if let Some(encoded) = strip_prefix_ignore_case(value, "Basic ")
-        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded)
-        && let Ok(decoded) = String::from_utf8(decoded)
-        && let Some((user, password)) = decoded.split_once(':')
-    {
-        return Credentials::Basic(BasicCredentials { user: user.to_owned(), password: password.to_owned() });
-    }
-    if let Some(token) = strip_prefix_ignore_case(value, "Bearer ") {
-        return Credentials::Bearer(token.to_owned());
-    }
-    Credentials::None
-}
-
-fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -518,10 +498,11 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::BasicCredentials;
 
     #[test]
     fn credentials_parse_like_go() {
-        let basic = |s: &str| credentials(Some(s));
+        let basic = |s: &str| Credentials::from_authorization(Some(s));
         assert_eq!(
             basic("Basic dXNlcjpwYXNz"),
             Credentials::Basic(BasicCredentials { user: "user".into(), password: "pass".into() })
@@ -536,7 +517,7 @@ mod tests {
         assert_eq!(basic("bearer abc"), Credentials::Bearer("abc".into()));
         assert_eq!(basic("Bearer "), Credentials::Bearer(String::new()));
         assert_eq!(basic("Digest x"), Credentials::None);
-        assert_eq!(credentials(None), Credentials::None);
+        assert_eq!(Credentials::from_authorization(None), Credentials::None);
     }
 
     #[test]

@@ -2,18 +2,16 @@
 //! (carried to the client by [`crate::trailers`]).
 
 use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderValue, SERVER};
 use http::{HeaderMap, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use serde::Serialize;
 
-use crate::conn::BusyGuard;
 use crate::headers::SERVER_NAME;
 use crate::trailers::Sentinel;
 use crate::upstream::BoxError;
@@ -138,29 +136,6 @@ where
         }
     });
     StreamBody::new(frames).boxed_unsync()
-}
-
-/// A body that keeps its connection busy (for the timeouts) until it is finished or dropped.
-pub(crate) struct TrackedBody {
-    pub(crate) inner: ResBody,
-    pub(crate) _guard: BusyGuard,
-}
-
-impl Body for TrackedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]

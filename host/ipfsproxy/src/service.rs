@@ -10,18 +10,17 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use base64::Engine;
 use cairn_api::query::{self, Query};
-use cairn_api::{ApiRequest, BasicCredentials, ClusterApi, Credentials, Header, RequestDecision, RequestPolicy};
+use cairn_api::{ApiRequest, ClusterApi, Credentials, Header, RequestDecision, RequestPolicy};
 use http::header::{HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::ProxyCluster;
-use crate::body::{ResBody, TrackedBody, empty, kubo_error, proxy_error, response};
+use crate::body::{ResBody, empty, kubo_error, proxy_error, response};
 use crate::config::ProxyConfig;
-use crate::conn::Activity;
+use crate::conn::{Activity, TrackedBody};
 use crate::forward::forward;
 use crate::handlers::{self, Call, Hijack, hijack};
 use crate::headers::HijackHeaders;
@@ -49,7 +48,11 @@ pub(crate) struct ConnInfo {
 }
 
 /// Serves one request.
-pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Response<TrackedBody> {
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<TrackedBody<ResBody>> {
     let guard = conn.activity.request_started();
     let started = Instant::now();
     let method = req.method().clone();
@@ -77,7 +80,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Reques
         status,
         "request"
     );
-    response.map(|inner| TrackedBody { inner, _guard: guard })
+    response.map(|inner| TrackedBody::new(inner, guard))
 }
 
 async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started: Instant) -> Response<ResBody> {
@@ -157,31 +160,9 @@ fn api_request(conn: &ConnInfo, method: &Method, headers: &HeaderMap, path: &str
         remote_addr: conn.remote_addr.clone(),
         peer_id: None,
         tls: false,
-        credentials: credentials(headers.get("authorization").and_then(|v| v.to_str().ok())),
+        credentials: Credentials::from_authorization(headers.get("authorization").and_then(|v| v.to_str().ok())),
         client_cert_subject: None,
     }
-}
-
-/// Credentials from an `Authorization` value, read as the REST API reads them: `Basic`
-/// (case-insensitive, padded base64 of `user:password`) first, then `Bearer `.
-fn credentials(authorization: Option<&str>) -> Credentials {
-    let Some(value) = authorization else { return Credentials::None };
-    if let Some(encoded) = strip_prefix_ignore_case(value, "Basic ")
-        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded)
-        && let Ok(decoded) = String::from_utf8(decoded)
-        && let Some((user, password)) = decoded.split_once(':')
-    {
-        return Credentials::Basic(BasicCredentials { user: user.to_owned(), password: password.to_owned() });
-    }
-    if let Some(token) = strip_prefix_ignore_case(value, "Bearer ") {
-        return Credentials::Bearer(token.to_owned());
-    }
-    Credentials::None
-}
-
-fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
 }
 
 /// A denial: its status (500 if it is not an error status), its headers, a Kubo error body.
@@ -242,6 +223,7 @@ fn escape_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_api::BasicCredentials;
 
     #[test]
     fn clean_paths_like_gorilla() {
@@ -255,10 +237,10 @@ mod tests {
     #[test]
     fn credentials_parse() {
         assert_eq!(
-            credentials(Some("basic dTpwOnE=")),
+            Credentials::from_authorization(Some("basic dTpwOnE=")),
             Credentials::Basic(BasicCredentials { user: "u".into(), password: "p:q".into() })
         );
-        assert_eq!(credentials(Some("Bearer t")), Credentials::Bearer("t".into()));
-        assert_eq!(credentials(Some("Digest x")), Credentials::None);
+        assert_eq!(Credentials::from_authorization(Some("Bearer t")), Credentials::Bearer("t".into()));
+        assert_eq!(Credentials::from_authorization(Some("Digest x")), Credentials::None);
     }
 }

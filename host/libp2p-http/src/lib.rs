@@ -29,6 +29,7 @@ pub use client::{Libp2pHttpClient, dial, dial_with_timeout};
 pub use host::Libp2pHttpHost;
 pub use libp2p::{Multiaddr, PeerId};
 pub use protocol::{Behaviour as HttpBehaviour, Event as HttpEvent, PROTOCOL};
+pub use transport::tcp_transport;
 
 /// How long connecting (and the connection handshake) may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use futures::future::Either;
 use libp2p::core::Transport;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
 use libp2p::core::transport::upgrade::Version;
 use libp2p::identity::Keypair;
 use libp2p::pnet::{PnetConfig, PreSharedKey};
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux};
+use libp2p::{PeerId, Swarm, SwarmBuilder, identify, noise, ping, tcp, yamux};
 
 use crate::{Error, protocol};
 
@@ -38,20 +40,8 @@ pub(crate) fn build(
         .with_agent_version(format!("cairn-libp2p-http/{}", env!("CARGO_PKG_VERSION")));
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        // `with_tcp` has no hook for pnet, so the stack is assembled by hand (as host/swarm).
         .with_other_transport(move |key| -> Result<_, Box<dyn StdError + Send + Sync>> {
-            let noise = noise::Config::new(key)?;
-            Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                .and_then(move |socket, _| async move {
-                    match psk {
-                        Some(psk) => PnetConfig::new(psk).handshake(socket).await.map(Either::Left),
-                        None => Ok(Either::Right(socket)),
-                    }
-                })
-                .upgrade(Version::V1Lazy)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(handshake_timeout))
+            Ok(tcp_transport(key, psk, handshake_timeout)?)
         })
         .map_err(|e| build_err(&e))?
         .with_behaviour(|_| Behaviour {
@@ -63,6 +53,30 @@ pub(crate) fn build(
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build();
     Ok(swarm)
+}
+
+/// The TCP stack of Cairn's libp2p hosts (the cluster host and the libp2p-http hosts):
+/// TCP → pnet (only with a pre-shared key) → noise → yamux, the whole upgrade bounded by
+/// `handshake_timeout`. `with_tcp` has no hook for pnet, so it is assembled by hand.
+pub fn tcp_transport(
+    key: &Keypair,
+    psk: Option<PreSharedKey>,
+    handshake_timeout: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let noise = noise::Config::new(key)?;
+    Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+        .and_then(move |socket, _| async move {
+            match psk {
+                Some(psk) => PnetConfig::new(psk).handshake(socket).await.map(Either::Left),
+                None => Ok(Either::Right(socket)),
+            }
+        })
+        .upgrade(Version::V1Lazy)
+        .authenticate(noise)
+        .multiplex(yamux::Config::default())
+        .timeout(handshake_timeout)
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
 }
 
 /// The error and its sources on one line: libp2p nests the useful part several levels deep.

@@ -15,19 +15,16 @@ use cairn_libp2p_http::{HttpBehaviour, HttpEvent, HttpStream};
 use cairn_telemetry::{SwarmMetrics, Telemetry};
 
 use futures::StreamExt;
-use futures::future::Either;
-use libp2p::core::transport::upgrade::Version;
-use libp2p::core::{ConnectedPoint, Transport};
+use libp2p::core::ConnectedPoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::metrics::{Metrics as Libp2pMetrics, Recorder};
 use libp2p::multiaddr::Protocol;
-use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, DialError, ListenError, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{Multiaddr, PeerId, Swarm, SwarmBuilder, identify, mdns, ping};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -450,21 +447,9 @@ fn build_swarm(config: &SwarmConfig) -> Result<Swarm<Behaviour>, SwarmError> {
 
     let swarm = SwarmBuilder::with_existing_identity(config.keypair.clone())
         .with_tokio()
-        // `with_tcp` has no hook for pnet, so the TCP stack is assembled by hand:
         // TCP -> pnet (only with a secret) -> noise -> yamux.
         .with_other_transport(move |key| -> Result<_, Box<dyn StdError + Send + Sync>> {
-            let noise = noise::Config::new(key)?;
-            Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
-                .and_then(move |socket, _| async move {
-                    match psk {
-                        Some(psk) => PnetConfig::new(psk).handshake(socket).await.map(Either::Left),
-                        None => Ok(Either::Right(socket)),
-                    }
-                })
-                .upgrade(Version::V1Lazy)
-                .authenticate(noise)
-                .multiplex(yamux::Config::default())
-                .timeout(handshake_timeout))
+            Ok(cairn_libp2p_http::tcp_transport(key, psk, handshake_timeout)?)
         })
         .map_err(|e| build_err(&e))?
         .with_dns()

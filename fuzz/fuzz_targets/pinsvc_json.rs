@@ -1,0 +1,4 @@
+#![no_main]
+//! libFuzzer entry for cairn_fuzz_targets::pinsvc_json.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cairn_fuzz_targets::pinsvc_json(data));

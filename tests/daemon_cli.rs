@@ -126,7 +126,7 @@ fn sighup_reloads_a_changed_plugin_config_and_keeps_the_old_plugin_on_errors() {
     // A plugin that refuses its config: the old one stays.
     edit(&dir, |v| {
         v["api"]["restapi"]["authorizer_plugin"] =
-            serde_json::json!({"plugin": "builtin:basic-auth", "config": {"basic_auth_credentials": {}}})
+            serde_json::json!({"plugin": "builtin:basic-auth", "config": {"token_lifetime": "soon"}})
     });
     d.signal("HUP");
     d.wait_for(
@@ -134,6 +134,21 @@ fn sighup_reloads_a_changed_plugin_config_and_keeps_the_old_plugin_on_errors() {
         START,
     );
     d.wait_for(&["reload finished", "failed=1"], START);
+
+    // The section and the explicit config disagree about the credentials: refused, naming both.
+    edit(&dir, |v| {
+        v["api"]["restapi"]["authorizer_plugin"] = serde_json::json!({"plugin": "builtin:basic-auth",
+            "config": {"basic_auth_credentials": {"admin": "other"}}})
+    });
+    d.signal("HUP");
+    d.wait_for(
+        &[
+            "reload refused, keeping the active plugins",
+            "api.restapi.authorizer_plugin.config.basic_auth_credentials",
+            "conflicts with api.restapi.basic_auth_credentials",
+        ],
+        START,
+    );
 
     // A config that does not load: nothing changes, the daemon keeps running.
     std::fs::write(dir.join("service.json"), "{ not json").expect("write");

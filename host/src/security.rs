@@ -4,8 +4,12 @@
 //! rules, reference §6.4).
 
 use std::fmt;
+use std::path::Path;
 
-use crate::config::{HttpApiConfig, PluginRef, ServiceConfig};
+use cairn_policy::PluginSource;
+use serde_json::Value;
+
+use crate::config::{DecisionPoint, HttpApiConfig, ServiceConfig};
 
 /// Who may use a listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,18 +69,25 @@ fn is_local(multiaddr: &str) -> bool {
     }
 }
 
-/// The access an HTTP API's authorizer gives: the default plugin is open without credentials.
-fn api_access(authorizer: Option<&PluginRef>, credentials_set: bool) -> Access {
-    match authorizer.map(|p| p.plugin.as_str()) {
-        None | Some("builtin:basic-auth") if credentials_set => Access::Credentials,
-        None | Some("builtin:basic-auth") => Access::Open,
-        Some(other) => Access::Plugin(other.to_string()),
+/// Who may use an HTTP API section (`api.restapi`, …): read from the plugin its authorizer
+/// decision point runs with and that plugin's effective config, the very value the plugin is
+/// loaded with, so the summary cannot disagree with what is enforced. A point missing from
+/// `points` (an invalid config) counts as open, so it is warned about rather than trusted.
+fn api_access(points: &[DecisionPoint], section: &str) -> Access {
+    let key = format!("{section}.authorizer_plugin");
+    let Some(point) = points.iter().find(|p| p.key == key) else { return Access::Open };
+    match &point.spec.source {
+        // builtin:basic-auth leaves the API open unless it has at least one user.
+        PluginSource::Builtin(name) if name == "basic-auth" => match point.spec.config.get("basic_auth_credentials") {
+            Some(Value::Object(users)) if !users.is_empty() => Access::Credentials,
+            _ => Access::Open,
+        },
+        other => Access::Plugin(other.to_string()),
     }
 }
 
 /// The HTTP listeners of an API section.
-fn http_api(out: &mut Vec<Listener>, name: &'static str, api: &HttpApiConfig) {
-    let access = api_access(api.authorizer_plugin.as_ref(), api.basic_auth_credentials.is_some());
+fn http_api(out: &mut Vec<Listener>, name: &'static str, api: &HttpApiConfig, access: Access) {
     let encryption = if api.ssl_cert_file.is_empty() { "none" } else { "TLS" };
     for address in &api.http_listen_multiaddress.0 {
         out.push(Listener { name, address: address.clone(), access: access.clone(), encryption });
@@ -88,6 +99,14 @@ fn http_api(out: &mut Vec<Listener>, name: &'static str, api: &HttpApiConfig) {
 pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<String>) {
     let mut listeners = Vec::new();
     let mut warnings = Vec::new();
+    // Plugin paths are shown as written, so no config folder is needed.
+    let points = match config.decision_points(Path::new("")) {
+        Ok(points) => points,
+        Err(e) => {
+            warnings.push(format!("{}: {}; the access shown below assumes no authentication", e.key, e.problem));
+            Vec::new()
+        }
+    };
     let secret_set = config.secret_bytes().is_some();
     if let Some(cluster) = &config.cluster {
         let access = if secret_set { Access::SwarmKey } else { Access::PeerKeys };
@@ -107,8 +126,8 @@ pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<Strin
         );
     }
     if let Some(api) = &config.api.restapi {
-        http_api(&mut listeners, "restapi", api);
-        let access = api_access(api.authorizer_plugin.as_ref(), api.basic_auth_credentials.is_some());
+        let access = api_access(&points, "api.restapi");
+        http_api(&mut listeners, "restapi", api, access.clone());
         // Its own libp2p host has no private network, as IPFS Cluster's.
         for address in api.libp2p_listen_multiaddress.iter().flat_map(|l| l.0.iter()) {
             let access = access.clone();
@@ -137,10 +156,10 @@ pub fn summary(config: &ServiceConfig, stats: bool) -> (Vec<Listener>, Vec<Strin
         }
     }
     if let Some(api) = &config.api.pinsvcapi {
-        http_api(&mut listeners, "pinsvcapi", api);
+        http_api(&mut listeners, "pinsvcapi", api, api_access(&points, "api.pinsvcapi"));
     }
     if let Some(proxy) = &config.api.ipfsproxy {
-        let access = api_access(proxy.authorizer_plugin.as_ref(), proxy.basic_auth_credentials.is_some());
+        let access = api_access(&points, "api.ipfsproxy");
         for address in &proxy.listen_multiaddress.0 {
             listeners.push(Listener {
                 name: "ipfsproxy",
@@ -250,6 +269,65 @@ mod tests {
         assert_eq!(rest.access, Access::Plugin("plugins/tokens.wasm".into()));
         assert_eq!(rest.encryption, "TLS");
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    /// Issue #14.4: credentials in the section with an explicit builtin:basic-auth config.
+    /// Every API line (REST, its libp2p-http host, Pinning Service API, proxy) reports what
+    /// the plugin is loaded with.
+    #[test]
+    fn the_summary_describes_the_plugins_effective_config() {
+        let explicit = serde_json::json!({"plugin": "builtin:basic-auth", "config": {"token_lifetime": "24h"}});
+        let creds = serde_json::json!({"admin": "pw"});
+        let cfg = config(serde_json::json!({
+            "cluster": {"secret": "aa".repeat(32)},
+            "consensus": {"crdt": {}},
+            "api": {
+                "restapi": {
+                    "http_listen_multiaddress": "/ip4/0.0.0.0/tcp/9094",
+                    "libp2p_listen_multiaddress": "/ip4/0.0.0.0/tcp/9099", "id": "x", "private_key": "y",
+                    "basic_auth_credentials": creds, "authorizer_plugin": explicit
+                },
+                "pinsvcapi": {"http_listen_multiaddress": "/ip4/0.0.0.0/tcp/9097",
+                              "basic_auth_credentials": creds, "authorizer_plugin": explicit},
+                "ipfsproxy": {"listen_multiaddress": "/ip4/0.0.0.0/tcp/9095",
+                              "basic_auth_credentials": creds, "authorizer_plugin": explicit}
+            }
+        }));
+        let points = cfg.decision_points(Path::new("")).expect("valid");
+        let (listeners, warnings) = summary(&cfg, false);
+        for l in &listeners {
+            if l.name == "cluster swarm" {
+                continue;
+            }
+            let key = match l.name {
+                "restapi" | "restapi (libp2p-http)" => "api.restapi.authorizer_plugin",
+                "pinsvcapi" => "api.pinsvcapi.authorizer_plugin",
+                "ipfsproxy" => "api.ipfsproxy.authorizer_plugin",
+                other => panic!("unexpected listener {other}"),
+            };
+            let point = points.iter().find(|p| p.key == key).expect("point");
+            // What the plugin enforces: it has users.
+            assert_eq!(point.spec.config["basic_auth_credentials"], creds, "{key}");
+            assert_eq!(l.access, Access::Credentials, "{l:?}");
+        }
+        assert_eq!(listeners.len(), 5, "{listeners:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        // An explicit config that opens the API while the section has users is refused (by the
+        // load); the summary never calls it protected.
+        let mut open = cfg.clone();
+        if let Some(api) = open.api.restapi.as_mut() {
+            api.authorizer_plugin = serde_json::from_value(
+                serde_json::json!({"plugin": "builtin:basic-auth", "config": {"basic_auth_credentials": null}}),
+            )
+            .expect("plugin ref");
+        }
+        assert!(open.decision_points(Path::new("")).is_err());
+        let (listeners, warnings) = summary(&open, false);
+        let rest = listeners.iter().find(|l| l.name == "restapi").expect("restapi");
+        assert_eq!(rest.access, Access::Open);
+        assert!(warnings[0].contains("api.restapi.authorizer_plugin.config.basic_auth_credentials"), "{warnings:?}");
+        assert!(warnings.iter().any(|w| w.contains("restapi on /ip4/0.0.0.0/tcp/9094")), "{warnings:?}");
     }
 
     #[test]

@@ -101,42 +101,135 @@ pub struct PluginKeyError {
     pub problem: String,
 }
 
+/// The IPFS Cluster keys of a section that configure a decision point's default builtin
+/// plugin: one source for the config the plugin gets, with or without an explicit `config`.
+struct SectionKeys {
+    /// The section's dotted path (e.g. `api.restapi`), to name its keys in errors.
+    section: String,
+    /// The keys the section sets, with the values the plugin reads.
+    set: Map<String, Value>,
+    /// What the plugin gets for a key that neither the section nor an explicit config sets.
+    fallback: Map<String, Value>,
+}
+
+impl SectionKeys {
+    fn new(section: impl Into<String>) -> Self {
+        SectionKeys { section: section.into(), set: Map::new(), fallback: Map::new() }
+    }
+
+    /// `key` as the section sets it, or `fallback` when the section leaves it out.
+    fn key(mut self, key: &str, value: Option<Value>, fallback: Value) -> Self {
+        match value {
+            Some(v) => self.set.insert(key.to_owned(), v),
+            None => self.fallback.insert(key.to_owned(), fallback),
+        };
+        self
+    }
+
+    /// Keys the section always sets (values `cors_keys` found present).
+    fn keys(mut self, set: Map<String, Value>) -> Self {
+        self.set.extend(set);
+        self
+    }
+
+    /// A key the section cannot set, with the value the plugin gets unless told otherwise.
+    fn fixed(mut self, key: &str, value: Value) -> Self {
+        self.fallback.insert(key.to_owned(), value);
+        self
+    }
+
+    /// `explicit` (the operator's `config` object) completed with the section's keys; a key
+    /// both set to different values is refused, so the plugin and the section never disagree.
+    fn merge_into(&self, explicit: Map<String, Value>, point: &str) -> Result<Value, PluginKeyError> {
+        let mut merged = explicit;
+        for (key, value) in &self.set {
+            match merged.get(key) {
+                None => {
+                    merged.insert(key.clone(), value.clone());
+                }
+                Some(own) if own == value => {}
+                Some(_) => {
+                    // No values in the message: they may be passwords.
+                    return Err(PluginKeyError {
+                        key: format!("{point}.config.{key}"),
+                        problem: format!(
+                            "conflicts with {}.{key}: both are set, to different values, and the section's key \
+                             is this plugin's config too; set it in one place only",
+                            self.section
+                        ),
+                    });
+                }
+            }
+        }
+        for (key, value) in &self.fallback {
+            merged.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Ok(Value::Object(merged))
+    }
+
+    /// The config of the plugin when no explicit `config` is given.
+    fn config(&self) -> Value {
+        let mut config = self.set.clone();
+        for (key, value) in &self.fallback {
+            config.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        Value::Object(config)
+    }
+}
+
+/// `basic_auth_credentials` as the plugin reads it, `None` when the section leaves it out.
+fn credentials(creds: Option<&std::collections::BTreeMap<String, String>>) -> Option<Value> {
+    creds.map(|c| json!(c))
+}
+
 impl ServiceConfig {
     /// Every decision point this config enables, with its plugin: one authorizer and one
     /// CORS plugin per API section present, the consensus's peer authorizer, the allocator.
-    /// Relative plugin paths resolve against `config_dir`.
+    /// Each point's config is the one the plugin runs with: the section's IPFS Cluster keys
+    /// feed the default builtin plugin, merged into an explicit `config` of that builtin (a
+    /// key set in both places to different values is an error). Relative plugin paths resolve
+    /// against `config_dir`.
     pub fn decision_points(&self, config_dir: &Path) -> Result<Vec<DecisionPoint>, PluginKeyError> {
         let mut points = Vec::new();
         let apis: [(&str, Option<&HttpApiConfig>); 2] =
             [("restapi", self.api.restapi.as_ref()), ("pinsvcapi", self.api.pinsvcapi.as_ref())];
         for (name, api) in apis {
             let Some(api) = api else { continue };
-            let auth_default = json!({ "basic_auth_credentials": api.basic_auth_credentials });
+            let section = format!("api.{name}");
+            let auth = SectionKeys::new(&section).key(
+                "basic_auth_credentials",
+                credentials(api.basic_auth_credentials.as_ref()),
+                Value::Null,
+            );
             points.push(point(
-                format!("api.{name}.authorizer_plugin"),
+                format!("{section}.authorizer_plugin"),
                 PluginKind::Authorizer,
                 api.authorizer_plugin.as_ref(),
                 "basic-auth",
-                auth_default,
+                &auth,
                 config_dir,
             )?);
             points.push(point(
-                format!("api.{name}.cors_plugin"),
+                format!("{section}.cors_plugin"),
                 PluginKind::Cors,
                 api.cors_plugin.as_ref(),
                 "cors-config",
-                Value::Object(api.cors_keys()),
+                &SectionKeys::new(&section).keys(api.cors_keys()),
                 config_dir,
             )?);
         }
         if let Some(proxy) = &self.api.ipfsproxy {
-            let auth_default = json!({ "basic_auth_credentials": proxy.basic_auth_credentials });
+            let auth = SectionKeys::new("api.ipfsproxy").key(
+                "basic_auth_credentials",
+                credentials(proxy.basic_auth_credentials.as_ref()),
+                Value::Null,
+            );
             points.push(point(
                 "api.ipfsproxy.authorizer_plugin".into(),
                 PluginKind::Authorizer,
                 proxy.authorizer_plugin.as_ref(),
                 "basic-auth",
-                auth_default,
+                &auth,
                 config_dir,
             )?);
             points.push(point(
@@ -144,7 +237,7 @@ impl ServiceConfig {
                 PluginKind::Cors,
                 proxy.cors_plugin.as_ref(),
                 "cors-config",
-                Value::Object(Map::new()),
+                &SectionKeys::new("api.ipfsproxy"),
                 config_dir,
             )?);
         }
@@ -154,7 +247,11 @@ impl ServiceConfig {
                 PluginKind::Authorizer,
                 crdt.peer_authorizer_plugin.as_ref(),
                 "trusted-peers",
-                json!({ "trusted_peers": crdt.trusted_peers }),
+                &SectionKeys::new("consensus.crdt").key(
+                    "trusted_peers",
+                    crdt.trusted_peers.as_ref().map(|p| json!(p)),
+                    Value::Null,
+                ),
                 config_dir,
             )?),
             (None, Some(raft)) => points.push(point(
@@ -163,23 +260,27 @@ impl ServiceConfig {
                 raft.peer_authorizer_plugin.as_ref(),
                 "trusted-peers",
                 // IPFS Cluster's raft trusts every peer that can connect (reference §6.2).
-                json!({ "trusted_peers": ["*"] }),
+                &SectionKeys::new("consensus.raft").fixed("trusted_peers", json!(["*"])),
                 config_dir,
             )?),
             (None, None) => {}
         }
         let allocate_by = match &self.allocator.balanced {
-            Some(b) if b.allocate_by.is_empty() => default_allocate_by(),
-            Some(b) => b.allocate_by.clone(),
+            Some(b) if b.allocate_by.is_empty() => {
+                SectionKeys::new("allocator.balanced").fixed("allocate_by", json!(default_allocate_by()))
+            }
+            Some(b) => {
+                SectionKeys::new("allocator.balanced").key("allocate_by", Some(json!(b.allocate_by)), Value::Null)
+            }
             // IPFS Cluster's legacy behaviour without the section.
-            None => vec!["freespace".to_string()],
+            None => SectionKeys::new("allocator.balanced").fixed("allocate_by", json!(["freespace"])),
         };
         points.push(point(
             "allocator.plugin".into(),
             PluginKind::Allocator,
             self.allocator.plugin.as_ref(),
             "balanced",
-            json!({ "allocate_by": allocate_by }),
+            &allocate_by,
             config_dir,
         )?);
         Ok(points)
@@ -192,17 +293,17 @@ fn point(
     kind: PluginKind,
     configured: Option<&PluginRef>,
     default_builtin: &str,
-    default_config: Value,
+    section: &SectionKeys,
     config_dir: &Path,
 ) -> Result<DecisionPoint, PluginKeyError> {
     let err = |sub: &str, problem: String| PluginKeyError { key: format!("{key}{sub}"), problem };
     let Some(plugin) = configured else {
-        let spec = PluginSpec::builtin(default_builtin, default_config);
+        let spec = PluginSpec::builtin(default_builtin, section.config());
         return Ok(DecisionPoint { key, kind, spec });
     };
-    let config = match &plugin.config {
-        None => default_config,
-        Some(v @ (Value::Object(_) | Value::Null)) => v.clone(),
+    let explicit = match &plugin.config {
+        None => None,
+        Some(v @ (Value::Object(_) | Value::Null)) => Some(v),
         Some(other) => return Err(err(".config", format!("expected an object, found {}", json_type(other)))),
     };
     if plugin.plugin.trim().is_empty() {
@@ -237,6 +338,21 @@ fn point(
             let path: PathBuf = if path.is_relative() { config_dir.join(path) } else { path };
             PluginSource::File { path, sha256 }
         }
+    };
+    let is_default = matches!(&source, PluginSource::Builtin(name) if name == default_builtin);
+    let config = match explicit {
+        None => section.config(),
+        // The default builtin reads the section's keys: they complete its explicit config
+        // (`null` configures nothing, like `{}`).
+        Some(explicit) if is_default => {
+            let own = match explicit {
+                Value::Object(map) => map.clone(),
+                _ => Map::new(),
+            };
+            section.merge_into(own, &key)?
+        }
+        // Any other plugin gets exactly what the operator wrote for it.
+        Some(explicit) => explicit.clone(),
     };
     Ok(DecisionPoint { key, kind, spec: PluginSpec { source, config } })
 }
@@ -330,6 +446,76 @@ mod tests {
         cfg.allocator.plugin = Some(PluginRef { plugin: "a.wasm".into(), sha256: Some("xyz".into()), config: None });
         let e = cfg.decision_points(Path::new("/cfg")).expect_err("bad hash");
         assert_eq!(e.key, "allocator.plugin.sha256");
+    }
+
+    /// Issue #14.4: an explicit builtin:basic-auth config must not drop the section's
+    /// credentials, or the API is open while the section says it is not.
+    #[test]
+    fn an_explicit_basic_auth_config_gets_the_sections_credentials() {
+        let cfg: ServiceConfig = serde_json::from_value(json!({
+            "consensus": {"crdt": {}},
+            "api": {"restapi": {
+                "basic_auth_credentials": {"admin": "pw"},
+                "authorizer_plugin": {"plugin": "builtin:basic-auth", "config": {"token_lifetime": "24h"}}
+            }}
+        }))
+        .expect("config");
+        let points = cfg.decision_points(Path::new("/cfg")).expect("valid");
+        let auth = points.iter().find(|p| p.key == "api.restapi.authorizer_plugin").expect("authorizer");
+        assert_eq!(auth.spec.config, json!({"token_lifetime": "24h", "basic_auth_credentials": {"admin": "pw"}}));
+    }
+
+    #[test]
+    fn a_key_set_differently_in_the_section_and_the_explicit_config_is_refused() {
+        let mut cfg = crdt_config();
+        let api = cfg.api.restapi.as_mut().expect("restapi");
+        api.basic_auth_credentials = Some([("admin".to_owned(), "pw".to_owned())].into());
+        api.authorizer_plugin = Some(PluginRef {
+            plugin: "builtin:basic-auth".into(),
+            sha256: None,
+            config: Some(json!({"basic_auth_credentials": {"admin": "other"}})),
+        });
+        let e = cfg.decision_points(Path::new("/cfg")).expect_err("conflict");
+        assert_eq!(e.key, "api.restapi.authorizer_plugin.config.basic_auth_credentials");
+        assert!(e.problem.contains("conflicts with api.restapi.basic_auth_credentials"), "{}", e.problem);
+        assert!(!e.problem.contains("pw") && !e.problem.contains("other"), "no secrets: {}", e.problem);
+
+        // The same value in both places agrees; CORS keys and trusted_peers merge the same way.
+        let api = cfg.api.restapi.as_mut().expect("restapi");
+        api.authorizer_plugin.as_mut().expect("plugin").config =
+            Some(json!({"basic_auth_credentials": {"admin": "pw"}}));
+        api.cors_plugin = Some(PluginRef {
+            plugin: "builtin:cors-config".into(),
+            sha256: None,
+            config: Some(json!({"cors_allowed_origins": ["https://a.example"]})),
+        });
+        let e = cfg.decision_points(Path::new("/cfg")).expect_err("cors conflict");
+        assert_eq!(e.key, "api.restapi.cors_plugin.config.cors_allowed_origins");
+        cfg.api.restapi.as_mut().expect("restapi").cors_plugin.as_mut().expect("plugin").config = Some(json!(null));
+        let crdt = cfg.consensus.crdt.as_mut().expect("crdt");
+        crdt.trusted_peers = None;
+        crdt.peer_authorizer_plugin =
+            Some(PluginRef { plugin: "builtin:trusted-peers".into(), sha256: None, config: Some(json!({})) });
+        let points = cfg.decision_points(Path::new("/cfg")).expect("valid");
+        let config_of = |key: &str| points.iter().find(|p| p.key == key).map(|p| p.spec.config.clone());
+        assert_eq!(
+            config_of("api.restapi.authorizer_plugin"),
+            Some(json!({"basic_auth_credentials": {"admin": "pw"}}))
+        );
+        assert_eq!(config_of("api.restapi.cors_plugin").map(|c| c["cors_allowed_origins"].clone()), Some(json!(["*"])));
+        assert_eq!(config_of("consensus.crdt.peer_authorizer_plugin"), Some(json!({"trusted_peers": null})));
+    }
+
+    #[test]
+    fn other_plugins_get_their_explicit_config_as_written() {
+        let mut cfg = crdt_config();
+        let api = cfg.api.restapi.as_mut().expect("restapi");
+        api.basic_auth_credentials = Some([("admin".to_owned(), "pw".to_owned())].into());
+        api.authorizer_plugin =
+            Some(PluginRef { plugin: "tokens.wasm".into(), sha256: None, config: Some(json!({"issuer": "me"})) });
+        let points = cfg.decision_points(Path::new("/cfg")).expect("valid");
+        let auth = points.iter().find(|p| p.key == "api.restapi.authorizer_plugin").expect("authorizer");
+        assert_eq!(auth.spec.config, json!({"issuer": "me"}));
     }
 
     #[test]

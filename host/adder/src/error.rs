@@ -34,6 +34,22 @@ pub enum AdderError {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A path with more components than the importer's [`crate::PathLimits::max_depth`].
+    #[error("invalid path: {depth} components, over the limit of {limit} (max path depth)")]
+    PathTooDeep {
+        /// Components in the path.
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A path longer than the importer's [`crate::PathLimits::max_bytes`].
+    #[error("invalid path: {bytes} bytes, over the limit of {limit} (max path length)")]
+    PathTooLong {
+        /// Bytes in the path.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// Two entries were added at the same path (MFS refuses this too).
     #[error("duplicate path \"{0}\": an entry with this name was already added")]
     DuplicatePath(String),

@@ -15,6 +15,27 @@ use crate::{AddEvent, AdderError, Block, BlockSink, DagParams};
 const PROGRESS_INCREMENT: u64 = 256 * 1024;
 /// Kubo's `HAMTShardingSize`: directories whose estimated size reaches it become HAMT shards.
 const HAMT_SHARDING_SIZE: usize = 256 * 1024;
+/// Default of [`PathLimits::max_depth`].
+pub const DEFAULT_MAX_PATH_DEPTH: usize = 256;
+/// Default of [`PathLimits::max_bytes`] (Linux's `PATH_MAX`).
+pub const DEFAULT_MAX_PATH_BYTES: usize = 4096;
+
+/// Bounds on the paths an importer accepts. Each directory level costs memory and an Added
+/// event carrying its full path, so unbounded paths would let a small request cost quadratic
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathLimits {
+    /// Most components in one path.
+    pub max_depth: usize,
+    /// Most bytes in one path, as given.
+    pub max_bytes: usize,
+}
+
+impl Default for PathLimits {
+    fn default() -> Self {
+        PathLimits { max_depth: DEFAULT_MAX_PATH_DEPTH, max_bytes: DEFAULT_MAX_PATH_BYTES }
+    }
+}
 
 /// Switches of one add request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,10 +60,26 @@ struct Dir {
     children: BTreeMap<String, Entry>,
 }
 
+impl Drop for Dir {
+    /// Empties the tree level by level: the derived drop would recurse once per level and a
+    /// deep enough tree would overflow the stack.
+    fn drop(&mut self) {
+        let mut pending: Vec<BTreeMap<String, Entry>> = vec![std::mem::take(&mut self.children)];
+        while let Some(children) = pending.pop() {
+            for (_, entry) in children {
+                if let Entry::Dir(mut dir) = entry {
+                    pending.push(std::mem::take(&mut dir.children));
+                }
+            }
+        }
+    }
+}
+
 /// Builds the DAG of one add request: files, then directories, then the root.
 pub struct Importer<S: BlockSink> {
     params: DagParams,
     options: ImportOptions,
+    limits: PathLimits,
     sink: S,
     root: Dir,
     /// Top-level names in the order they first appeared (without wrapping, each is a root).
@@ -58,12 +95,19 @@ impl<S: BlockSink> Importer<S> {
         Importer {
             params,
             options,
+            limits: PathLimits::default(),
             sink,
             root: Dir::default(),
             top_order: Vec::new(),
             top_seen: HashSet::new(),
             invalid: params.check().err(),
         }
+    }
+
+    /// Replaces the default [`PathLimits`].
+    pub fn with_path_limits(mut self, limits: PathLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Gives the sink back (e.g. to inspect collected blocks).
@@ -85,7 +129,7 @@ impl<S: BlockSink> Importer<S> {
         if let Some(err) = self.invalid.take() {
             return Err(err);
         }
-        let parts = split_path(path)?;
+        let parts = split_path(path, self.limits)?;
         if self.is_hidden(&parts) {
             return Ok(None);
         }
@@ -149,7 +193,7 @@ impl<S: BlockSink> Importer<S> {
 
     /// A directory entry (possibly empty); parents are created as needed, existing ones reused.
     pub fn add_directory(&mut self, path: &str) -> Result<(), AdderError> {
-        let parts = split_path(path)?;
+        let parts = split_path(path, self.limits)?;
         if parts.is_empty() || self.is_hidden(&parts) {
             return Ok(());
         }
@@ -187,19 +231,25 @@ impl<S: BlockSink> Importer<S> {
         result.ok_or(AdderError::NothingAdded)
     }
 
-    /// Builds `dir` and its sub-directories, puts their blocks and emits their events.
+    /// Builds `dir` and its sub-directories, putting each block and emitting its event as soon
+    /// as it is built, so memory holds one path per open level rather than every node.
     async fn emit_dirs(
         &mut self,
         dir: Dir,
         path: String,
         events: &mut (dyn FnMut(AddEvent) + Send),
     ) -> Result<Cid, AdderError> {
-        let (built, root) = build_dirs(&self.params, dir, path)?;
-        for (block, event) in built {
+        let mut walk = DirWalk::new(dir, path);
+        while let Some((block, event, is_root)) = walk.next(&self.params)? {
+            let cid = block.cid;
             self.sink.put(block).await?;
             events(event);
+            if is_root {
+                return Ok(cid);
+            }
         }
-        Ok(root)
+        // The walk ends with the root, which returned above.
+        Err(AdderError::NothingAdded)
     }
 
     async fn put_all(&mut self, blocks: &mut Vec<Block>) -> Result<(), AdderError> {
@@ -252,8 +302,15 @@ impl<S: BlockSink> Importer<S> {
 }
 
 /// Splits a '/'-separated path, dropping empty and "." components like Go's `path.Join`.
-fn split_path(path: &str) -> Result<Vec<&str>, AdderError> {
-    let mut parts = Vec::new();
+fn split_path(path: &str, limits: PathLimits) -> Result<Vec<&str>, AdderError> {
+    if path.len() > limits.max_bytes {
+        return Err(AdderError::PathTooLong { bytes: path.len(), limit: limits.max_bytes });
+    }
+    let depth = path.split('/').filter(|p| !matches!(*p, "" | ".")).count();
+    if depth > limits.max_depth {
+        return Err(AdderError::PathTooDeep { depth, limit: limits.max_depth });
+    }
+    let mut parts = Vec::with_capacity(depth);
     for part in path.split('/') {
         match part {
             "" | "." => {}
@@ -284,43 +341,70 @@ fn dir_mut<'a>(root: &'a mut Dir, parts: &[&str], name: &str) -> Result<&'a mut 
     Ok(dir)
 }
 
-/// One directory being assembled by `build_dirs`.
+/// One directory being assembled by [`DirWalk`].
 struct OpenDir {
-    path: String,
+    /// Length of its path, a prefix of [`DirWalk::path`].
+    path_len: usize,
+    /// Its name in its parent.
     name: String,
     entries: std::collections::btree_map::IntoIter<String, Entry>,
     links: Vec<(String, Pending)>,
 }
 
-/// Builds every directory node below and including `root`, post-order (children first,
-/// siblings in name order, as Kubo's `outputDirs`), without recursion so deep paths cannot
-/// exhaust the stack. Returns the blocks with their Added events, and the root CID.
-fn build_dirs(params: &DagParams, root: Dir, root_path: String) -> Result<(Vec<(Block, AddEvent)>, Cid), AdderError> {
-    let mut out = Vec::new();
-    let mut stack =
-        vec![OpenDir { path: root_path, name: String::new(), entries: root.children.into_iter(), links: Vec::new() }];
-    while let Some(top) = stack.last_mut() {
-        match top.entries.next() {
-            Some((name, Entry::File { cid, size })) => {
-                top.links.push((name, Pending { cid, tsize: size, filesize: 0 }))
-            }
-            Some((name, Entry::Dir(dir))) => {
-                let path = if top.path.is_empty() { name.clone() } else { format!("{}/{name}", top.path) };
-                stack.push(OpenDir { path, name, entries: dir.children.into_iter(), links: Vec::new() });
-            }
-            None => {
-                let Some(done) = stack.pop() else { break };
-                let (block, node) = directory_node(params, &done.path, &done.links)?;
-                out.push((block, AddEvent::Added { name: done.path, cid: node.cid, size: node.tsize }));
-                match stack.last_mut() {
-                    Some(parent) => parent.links.push((done.name, node)),
-                    None => return Ok((out, node.cid)),
+/// Builds every directory node below and including a root, post-order (children first,
+/// siblings in name order, as Kubo's `outputDirs`), one node per step and without recursion so
+/// deep paths cannot exhaust the stack.
+struct DirWalk {
+    /// The open directories, root first.
+    stack: Vec<OpenDir>,
+    /// The path of the deepest open directory; each level's path is a prefix of it, so deep
+    /// trees cost linear rather than quadratic memory.
+    path: String,
+}
+
+impl DirWalk {
+    fn new(mut root: Dir, root_path: String) -> Self {
+        let entries = std::mem::take(&mut root.children).into_iter();
+        let open = OpenDir { path_len: root_path.len(), name: String::new(), entries, links: Vec::new() };
+        DirWalk { stack: vec![open], path: root_path }
+    }
+
+    /// The next finished directory: its block, its Added event, and whether it is the root
+    /// (the last one); `None` after the root.
+    fn next(&mut self, params: &DagParams) -> Result<Option<(Block, AddEvent, bool)>, AdderError> {
+        loop {
+            let Some(top) = self.stack.last_mut() else { return Ok(None) };
+            match top.entries.next() {
+                Some((name, Entry::File { cid, size })) => {
+                    top.links.push((name, Pending { cid, tsize: size, filesize: 0 }))
+                }
+                Some((name, Entry::Dir(mut dir))) => {
+                    self.path.truncate(top.path_len);
+                    if !self.path.is_empty() {
+                        self.path.push('/');
+                    }
+                    self.path.push_str(&name);
+                    let entries = std::mem::take(&mut dir.children).into_iter();
+                    self.stack.push(OpenDir { path_len: self.path.len(), name, entries, links: Vec::new() });
+                }
+                None => {
+                    let Some(done) = self.stack.pop() else { return Ok(None) };
+                    self.path.truncate(done.path_len);
+                    let (block, node) = directory_node(params, &self.path, &done.links)?;
+                    let event = AddEvent::Added { name: self.path.clone(), cid: node.cid, size: node.tsize };
+                    let is_root = match self.stack.last_mut() {
+                        Some(parent) => {
+                            self.path.truncate(parent.path_len);
+                            parent.links.push((done.name, node));
+                            false
+                        }
+                        None => true,
+                    };
+                    return Ok(Some((block, event, is_root)));
                 }
             }
         }
     }
-    // The loop returns when the root is popped; an empty stack cannot be reached first.
-    Err(AdderError::NothingAdded)
 }
 
 /// A plain UnixFS directory over `links` (already in byte order).
@@ -344,10 +428,11 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(split_path("a/b").ok(), Some(vec!["a", "b"]));
-        assert_eq!(split_path("/a//./b/").ok(), Some(vec!["a", "b"]));
-        assert_eq!(split_path("").ok(), Some(vec![]));
-        let err = split_path("a/../b").err().map(|e| e.to_string()).unwrap_or_default();
+        let limits = PathLimits::default();
+        assert_eq!(split_path("a/b", limits).ok(), Some(vec!["a", "b"]));
+        assert_eq!(split_path("/a//./b/", limits).ok(), Some(vec!["a", "b"]));
+        assert_eq!(split_path("", limits).ok(), Some(vec![]));
+        let err = split_path("a/../b", limits).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("\"a/../b\""), "{err}");
     }
 }

@@ -40,7 +40,7 @@ use futures::future::BoxFuture;
 
 pub use car::{CarSummary, import_car, import_car_summary};
 pub use error::AdderError;
-pub use importer::{ImportOptions, Importer};
+pub use importer::{DEFAULT_MAX_PATH_BYTES, DEFAULT_MAX_PATH_DEPTH, ImportOptions, Importer, PathLimits};
 pub use params::{Chunker, DEFAULT_CHUNK_SIZE, DagParams, HashFunction, Layout, MAX_CHUNK_SIZE};
 
 /// One finished block: its CID and its bytes.

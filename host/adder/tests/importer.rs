@@ -208,3 +208,26 @@ fn add_futures_are_send() {
     assert_send(cairn_adder::import_car(stream(b"", 1), &mut sink));
     assert_send(importer.finish(&mut on_event));
 }
+
+#[tokio::test]
+async fn too_deep_and_too_long_paths_are_refused_naming_the_limit() {
+    let mut importer = Importer::new(DagParams::default(), ImportOptions::default(), Vec::new());
+    let mut events = Vec::new();
+    // 1000 levels: over the depth limit, yet shallow enough that a failing run still unwinds.
+    let deep = vec!["a"; 1000].join("/");
+    let err = importer.add_directory(&deep).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("1000 components") && err.contains("max path depth"), "{err}");
+    let err = add(&mut importer, &format!("{deep}/f"), b"x", &mut events).await.err().map(|e| e.to_string());
+    assert!(err.as_deref().is_some_and(|e| e.contains("max path depth")), "{err:?}");
+
+    let long = format!("d/{}", "n".repeat(5000));
+    let err = add(&mut importer, &long, b"x", &mut events).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("5002 bytes") && err.contains("max path length"), "{err}");
+    assert!(err.len() < 200, "the message does not echo the path: {err}");
+    assert!(importer.add_directory(&long).is_err());
+
+    // Within the limits: fine.
+    let ok = vec!["b"; 200].join("/");
+    assert!(importer.add_directory(&ok).is_ok());
+    assert!(add(&mut importer, &format!("{ok}/f"), b"x", &mut events).await.is_ok());
+}

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use cairn_api::listen;
+use cairn_api::{ListenAddr, ServerConfig};
 use cairn_consensus::Consensus;
 use cairn_policy::{PluginKind, PluginStats, ReloadStats};
 use cairn_state::Pin;
@@ -22,7 +24,6 @@ use cairn_tracker::PinTracker;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
 /// `/ip4/<ip>/tcp/<port>` or `/ip6/<ip>/tcp/<port>` as a socket address.
 pub fn socket_addr(multiaddr: &str) -> anyhow::Result<SocketAddr> {
@@ -46,37 +47,42 @@ pub struct PinScan {
 }
 
 /// Serve `/metrics` on `addr` until the returned task is aborted (the task also runs the
-/// periodic pin status scan); returns the bound address.
+/// periodic pin status scan); returns the bound address. Connections get the APIs' defaults
+/// (`read_header_timeout` 5s, `idle_timeout` 2m, `max_header_bytes` 4096).
 pub async fn serve(
     addr: SocketAddr,
     telemetry: Telemetry,
     scan: Option<PinScan>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    let accept = async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let telemetry = telemetry.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let telemetry = telemetry.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(&telemetry, &req)) }
-                });
-                let _ =
-                    hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-            });
-        }
+    serve_with(addr, telemetry, scan, ServerConfig::new(Vec::new())).await
+}
+
+/// [`serve`] with the timeouts and limits of `config` (its listen addresses are not used).
+pub async fn serve_with(
+    addr: SocketAddr,
+    telemetry: Telemetry,
+    scan: Option<PinScan>,
+    config: ServerConfig,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let bound = listen::bind(&[ListenAddr::Tcp(addr)])
+        .await
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("listen on {addr}"))?;
+    let local = match bound.local_addrs().first() {
+        Some(ListenAddr::Tcp(local)) => *local,
+        _ => addr,
     };
+    // The same accept loop, HTTP/1.1 settings and timeouts as the API servers.
+    let server = listen::serve_plain(bound, "metrics", &config, move |req| respond(&telemetry, &req));
     let task = tokio::spawn(async move {
+        // Aborting the task drops the server, which stops it.
+        let _server = server;
         match scan {
-            Some(scan) => {
-                tokio::join!(accept, scan_pin_states(scan));
-            }
-            None => accept.await,
+            Some(scan) => scan_pin_states(scan).await,
+            None => std::future::pending().await,
         }
     });
-    Ok((bound, task))
+    Ok((local, task))
 }
 
 fn respond(telemetry: &Telemetry, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -167,6 +173,36 @@ mod tests {
         let open = get("Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n").await;
         assert!(open.contains("content-type: application/openmetrics-text"), "{open}");
         assert!(open.contains("# TYPE cairn_plugin_calls counter\n") && open.ends_with("# EOF\n"), "{open}");
+        task.abort();
+    }
+
+    /// Issue #14.6: a half-sent request head and an idle keep-alive connection are closed after
+    /// the APIs' header and idle timeouts, instead of staying open forever.
+    #[tokio::test]
+    async fn metrics_connections_are_cut_by_the_header_and_idle_timeouts() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut config = cairn_api::ServerConfig::new(Vec::new());
+        config.read_header_timeout = Duration::from_millis(200);
+        config.idle_timeout = Duration::from_millis(300);
+        let (addr, task) =
+            serve_with("127.0.0.1:0".parse().expect("addr"), Telemetry::new(), None, config).await.expect("serve");
+        // Generous bound: only a server without the timeouts takes this long.
+        let closed_within = Duration::from_secs(5);
+
+        let mut half = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(closed_within, half.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "a half-sent request head is still open after {closed_within:?}");
+        assert!(rest.is_empty(), "nothing is answered to a request that never ended: {rest:?}");
+
+        let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(closed_within, idle.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "an idle keep-alive connection is still open after {closed_within:?}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         task.abort();
     }
 }

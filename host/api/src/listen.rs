@@ -1,7 +1,8 @@
 //! What every HTTP server of the peer shares (the REST API, the Pinning Service API, the IPFS
 //! proxy): listeners on TCP ports, unix sockets or streams accepted elsewhere ([`bind`],
-//! [`Listener`]), the accept loop with its graceful shutdown ([`ApiServer::start`]), and one
-//! HTTP/1.1 connection driven under Go's server timeouts ([`http1`], [`drive`]).
+//! [`Listener`]), the accept loop with its back-off and graceful shutdown ([`ApiServer::start`]),
+//! and one HTTP/1.1 connection driven under Go's server timeouts ([`http1`], [`drive`]);
+//! [`serve_plain`] puts them together for a plain endpoint (the metrics).
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -14,12 +15,15 @@ use std::time::Duration;
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::HttpService;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::ListenAddr;
-use crate::conn::{Activity, Io, Limits, Phase, watchdog};
+use crate::config::{ListenAddr, ServerConfig};
+use crate::conn::{Activity, ConnIo, Io, Limits, Phase, TrackedBody, watchdog};
+use crate::trailers::Sentinel;
 
 /// Go's `bufio` slack on top of `max_header_bytes` (`http.Server.initialReadLimitSize`).
 const HEADER_SLACK: usize = 4096;
@@ -60,6 +64,18 @@ pub struct Accepted {
     pub client_ip: Option<IpAddr>,
     /// The authenticated libp2p peer id, for a libp2p stream.
     pub peer_id: Option<String>,
+}
+
+/// Where [`accept_loop`] takes connections from: a [`Listener`] (or a fake, in tests).
+trait Accept: Send {
+    /// The next connection; `None` when the source can give no more.
+    fn next(&mut self) -> impl Future<Output = Option<io::Result<Accepted>>> + Send;
+}
+
+impl Accept for Listener {
+    fn next(&mut self) -> impl Future<Output = Option<io::Result<Accepted>>> + Send {
+        self.accept()
+    }
 }
 
 impl Listener {
@@ -203,37 +219,83 @@ impl Drop for ApiServer {
     }
 }
 
+/// Serves `handler` on `bound` with what every API server has: the accept loop (with its
+/// back-off and graceful shutdown), the HTTP/1.1 settings and Go's timeouts of `config`
+/// (header, idle, write, `max_header_bytes`, `shutdown_timeout`; its other fields are not
+/// used). For plain-HTTP endpoints that answer at once, such as the Prometheus metrics.
+pub fn serve_plain<H, B>(bound: Bound, name: &'static str, config: &ServerConfig, handler: H) -> ApiServer
+where
+    H: Fn(Request<Incoming>) -> Response<B> + Send + Sync + 'static,
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let handler = Arc::new(handler);
+    let max_header_bytes = config.effective_max_header_bytes();
+    let limits = Limits {
+        header: config.effective_header_timeout(),
+        idle: config.effective_idle_timeout(),
+        write: (!config.write_timeout.is_zero()).then_some(config.write_timeout),
+    };
+    // No response here carries trailers; the connection's writer still needs a nonce.
+    let sentinel = Sentinel::new();
+    ApiServer::start(bound, name, config.shutdown_timeout, move |accepted, shutdown| {
+        let activity = Activity::new();
+        let io = ConnIo::new(accepted.io, activity.clone(), sentinel.rewriter());
+        let handler = handler.clone();
+        let busy = activity.clone();
+        let service = hyper::service::service_fn(move |req| {
+            // Busy until the body is out, so the write limit (not the header one) applies.
+            let guard = busy.request_started();
+            let response = handler(req).map(|body| TrackedBody::new(body, guard));
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        });
+        let conn = http1(max_header_bytes).serve_connection(TokioIo::new(io), service);
+        drive(conn, activity, limits, shutdown, name)
+    })
+}
+
 /// Resolves once shutdown is signalled (or the server is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not Send; drop it here.
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-async fn accept_loop<F, Fut>(
-    mut listener: Listener,
+async fn accept_loop<L, F, Fut>(
+    mut listener: L,
     name: &'static str,
     shutdown_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
     serve_conn: F,
 ) where
+    L: Accept,
     F: Fn(Accepted, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut connections = JoinSet::new();
     let for_connections = shutdown.clone();
+    let mut backoff = AcceptBackoff::default();
+    // A failed accept pauses accepting only: finished connections and shutdown are still seen.
+    let pause = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(pause);
+    let mut paused = false;
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.next(), if !paused => match accepted {
                 Some(Ok(accepted)) => {
+                    backoff.reset();
                     connections.spawn(serve_conn(accepted, for_connections.clone()));
                 }
                 None => break,
                 Some(Err(e)) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    tracing::warn!("{name} accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Usually EMFILE/ENFILE: retrying at once would spin until a descriptor frees.
+                    let delay = backoff.next_delay();
+                    tracing::warn!("{name} accept failed: {e}; retrying in {delay:?}");
+                    pause.as_mut().reset(tokio::time::Instant::now() + delay);
+                    paused = true;
                 }
             },
+            () = &mut pause, if paused => paused = false,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = stopped(&mut shutdown) => break,
         }
@@ -251,6 +313,33 @@ async fn accept_loop<F, Fut>(
                 while connections.join_next().await.is_some() {}
             }
         }
+    }
+}
+
+/// The pause after a failed accept, as Go's `http.Server.Serve`: 5ms, doubling up to 1s, back
+/// to 5ms after a successful accept.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    last: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    /// The pause before the next attempt, after one more failure.
+    fn next_delay(&mut self) -> Duration {
+        let delay = match self.last {
+            None => Self::FIRST,
+            Some(last) => last.saturating_mul(2).min(Self::MAX),
+        };
+        self.last = Some(delay);
+        delay
+    }
+
+    /// An accept succeeded.
+    fn reset(&mut self) {
+        self.last = None;
     }
 }
 
@@ -314,5 +403,83 @@ pub async fn drive<I, S, B>(
                 conn.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// What the fake listener does at each accept.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// Fails as `accept(2)` does when the process is out of file descriptors.
+        OutOfFds,
+        /// Hands over a connection.
+        Connect,
+    }
+
+    /// Plays `script`, then ends; records when it was asked.
+    struct Scripted {
+        script: VecDeque<Step>,
+        calls: Arc<Mutex<Vec<Instant>>>,
+    }
+
+    impl Accept for Scripted {
+        fn next(&mut self) -> impl Future<Output = Option<io::Result<Accepted>>> + Send {
+            // Recorded when polled: select! may create a disabled branch's future without polling it.
+            async move {
+                self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+                self.script.pop_front().map(|step| match step {
+                    // EMFILE on Linux.
+                    Step::OutOfFds => Err(io::Error::from_raw_os_error(24)),
+                    Step::Connect => Ok(Accepted {
+                        io: Box::new(tokio::io::duplex(64).0),
+                        remote_addr: "fake".into(),
+                        client_ip: None,
+                        peer_id: None,
+                    }),
+                })
+            }
+        }
+    }
+
+    fn scripted(script: impl IntoIterator<Item = Step>) -> (Scripted, Arc<Mutex<Vec<Instant>>>) {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        (Scripted { script: script.into_iter().collect(), calls: calls.clone() }, calls)
+    }
+
+    /// Milliseconds between consecutive accepts.
+    fn gaps(calls: &Mutex<Vec<Instant>>) -> Vec<u128> {
+        let calls = calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_accepts_back_off_exponentially_and_a_success_resets_it() {
+        use Step::*;
+        let (listener, calls) = scripted([OutOfFds; 10].into_iter().chain([Connect, OutOfFds, OutOfFds]));
+        let (_stop, shutdown) = watch::channel(false);
+        accept_loop(listener, "test", Duration::ZERO, shutdown, |_, _| async {}).await;
+        // As Go's http.Server: 5ms doubling up to 1s; an accepted connection starts over.
+        assert_eq!(gaps(&calls), [5, 10, 20, 40, 80, 160, 320, 640, 1000, 1000, 0, 5, 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_is_not_held_up_by_a_back_off_pause() {
+        let (listener, _calls) = scripted(std::iter::repeat_with(|| Step::OutOfFds).take(100));
+        let (stop, shutdown) = watch::channel(false);
+        let start = Instant::now();
+        let looping = tokio::spawn(accept_loop(listener, "test", Duration::ZERO, shutdown, |_, _| async {}));
+        // 1550ms falls inside the 1s pause that starts at 1275ms.
+        tokio::time::sleep(Duration::from_millis(1550)).await;
+        stop.send_replace(true);
+        looping.await.expect("accept loop");
+        assert_eq!(start.elapsed().as_millis(), 1550);
     }
 }

@@ -47,12 +47,27 @@ pub struct TlsConfig {
 
 /// Size limits of a `POST /add` body. Exceeding one ends the add with a 400-class message in
 /// the stream (or as the answer, before streaming starts).
+///
+/// The configurable limits may be off; the associated constants are always on, because the
+/// multipart reader holds the preamble and each part's headers in memory until their end shows
+/// up, and each path level costs the adder memory and an output line carrying the whole path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AddLimits {
     /// Whole multipart body, bytes; `None` for no limit (IPFS Cluster has none).
     pub max_body_bytes: Option<u64>,
     /// One part's content, bytes; `None` for no limit.
     pub max_part_bytes: Option<u64>,
+}
+
+impl AddLimits {
+    /// Bytes before the first boundary (Kubo sends none).
+    pub const MAX_PREAMBLE_BYTES: u64 = 64 * 1024;
+    /// Bytes of one part's head: the rest of its boundary line and its headers.
+    pub const MAX_PART_HEADER_BYTES: u64 = 64 * 1024;
+    /// Components of a part's path (its URL-decoded `filename`).
+    pub const MAX_PATH_DEPTH: usize = 256;
+    /// Bytes of a part's path (URL-decoded; Linux's `PATH_MAX`).
+    pub const MAX_PATH_BYTES: usize = 4096;
 }
 
 /// One API listener's configuration. Durations of zero mean "no limit", as in Go's

@@ -431,21 +431,20 @@ mod tests {
     }
 
     impl Accept for Scripted {
-        fn next(&mut self) -> impl Future<Output = Option<io::Result<Accepted>>> + Send {
-            // Recorded when polled: select! may create a disabled branch's future without polling it.
-            async move {
-                self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
-                self.script.pop_front().map(|step| match step {
-                    // EMFILE on Linux.
-                    Step::OutOfFds => Err(io::Error::from_raw_os_error(24)),
-                    Step::Connect => Ok(Accepted {
-                        io: Box::new(tokio::io::duplex(64).0),
-                        remote_addr: "fake".into(),
-                        client_ip: None,
-                        peer_id: None,
-                    }),
-                })
-            }
+        // Recorded when polled (an async fn's body runs then): select! may create a disabled
+        // branch's future without polling it.
+        async fn next(&mut self) -> Option<io::Result<Accepted>> {
+            self.calls.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+            self.script.pop_front().map(|step| match step {
+                // EMFILE on Linux.
+                Step::OutOfFds => Err(io::Error::from_raw_os_error(24)),
+                Step::Connect => Ok(Accepted {
+                    io: Box::new(tokio::io::duplex(64).0),
+                    remote_addr: "fake".into(),
+                    client_ip: None,
+                    peer_id: None,
+                }),
+            })
         }
     }
 

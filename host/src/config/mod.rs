@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 pub use duration::GoDuration;
 pub use identity::{IDENTITY_FILE, Identity};
 pub use model::*;
-pub use plugins::{DecisionPoint, PluginRef, PluginsSection};
+pub use plugins::{DecisionPoint, PluginsSection};
 
 /// service.json's name inside the config folder.
 pub const SERVICE_FILE: &str = "service.json";

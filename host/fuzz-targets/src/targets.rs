@@ -399,7 +399,9 @@ impl WriteAuthorizer for TrustEveryone {
 impl CrdtHarness {
     fn new() -> Self {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a runtime");
-        let dir = tempfile::tempdir().expect("a temporary folder");
+        // Named, so a folder left by a killed libFuzzer job is recognisable (libFuzzer exits
+        // without running destructors; the stable runner calls `teardown`).
+        let dir = tempfile::Builder::new().prefix("cairn-fuzz-crdt-").tempdir().expect("a temporary folder");
         let store = std::sync::Arc::new(PinStore::open(dir.path().join("pinset.redb")).expect("a pin store"));
         let engine = runtime
             .block_on(async {

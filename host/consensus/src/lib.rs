@@ -46,6 +46,9 @@ pub enum ConsensusError {
     /// The engine is shutting down.
     #[error("consensus is shutting down")]
     ShuttingDown,
+    /// No clock value can version the write (crdt).
+    #[error(transparent)]
+    Clock(#[from] crdt::ClockError),
 }
 
 /// A change the engine applied to the pinset, in apply order per CID.

@@ -404,3 +404,48 @@ async fn commits_broadcasts_and_applied_records_are_counted() {
         cluster.remove(id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_clock_in_the_store_refuses_writes_with_a_clear_error() {
+    // A store whose highest clock is u64::MAX (written before clocks were bounded, or
+    // corrupted): the next clock cannot be issued, so the write is refused, not wrapped.
+    let cluster = Cluster::new(&["a"]);
+    let store = cluster.store("a");
+    store.merge_all(&[Record::pin(pin(1), Version { clock: u64::MAX, author: b"a".to_vec() })]).expect("plant");
+    let a = cluster.add_with_store("a", settings(), store);
+    let err = a.commit_pin(pin(2)).await.expect_err("a write past u64::MAX must be refused");
+    assert!(err.to_string().contains("clock"), "{err}");
+    let err = a.commit_unpin(cid(1)).await.expect_err("an unpin past u64::MAX must be refused");
+    assert!(err.to_string().contains("clock"), "{err}");
+    assert!(a.state().get(&cid(2)).expect("get").is_none());
+    assert!(a.state().get(&cid(1)).expect("get").is_some());
+    cluster.remove("a").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peers_clock_far_in_the_future_is_refused() {
+    let cluster = Cluster::new(&["a", "b"]);
+    let (a, b) = (cluster.add("a", settings()), cluster.add("b", settings()));
+    // 1. A delta from a trusted peer at u64::MAX: refused whole, the clock does not move.
+    let delta = serde_json::json!({"records": [{"cid": cid(200).to_string(), "clock": u64::MAX, "author": "a",
+        "pin": serde_json::to_value(pin(200)).expect("json")}]});
+    b.handle_broadcast("a".into(), serde_json::to_vec(&delta).expect("json")).await;
+    // 2. The same record in a trusted peer's store, pulled by anti-entropy: refused.
+    a.state()
+        .merge_all(&[Record::pin(pin(201), Version { clock: u64::MAX - 1, author: b"a".to_vec() })])
+        .expect("plant");
+    b.sync_with("a").await.expect("sync");
+
+    // b still writes, and its writes are not beaten by the far-future records.
+    b.commit_pin(pin(202)).await.expect("b writes after seeing a far-future clock");
+    let clock = b.state().get_record(&cid(202)).expect("record").expect("stored").version.clock;
+    assert!(clock < u64::MAX / 2, "b's clock was dragged to {clock}");
+    for n in [200, 201] {
+        assert!(b.state().get(&cid(n)).expect("get").is_none(), "far-future record {n} reached b");
+    }
+    assert!(b.stats().deltas_refused.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    assert!(b.stats().synced_records_refused.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    for id in ["a", "b"] {
+        cluster.remove(id).await;
+    }
+}

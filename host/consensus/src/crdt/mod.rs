@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::{CHANGE_BUFFER, Consensus, ConsensusError, PeerNetwork, PinChange};
-pub use hlc::Hlc;
+pub use hlc::{ClockError, Hlc, MAX_AHEAD};
 use wire::{Delta, RecordsPage, RecordsRequest, WireRecord};
 
 /// RPC: this peer's bucket fingerprints (4096 × 16 raw bytes).
@@ -239,20 +239,20 @@ impl CrdtConsensus {
         wait.await.map_err(|_| ConsensusError::ShuttingDown)?
     }
 
-    fn version(&self) -> Version {
-        Version { clock: self.inner.hlc.next(), author: self.inner.local.as_bytes().to_vec() }
+    fn version(&self) -> Result<Version, ConsensusError> {
+        Ok(Version { clock: self.inner.hlc.next()?, author: self.inner.local.as_bytes().to_vec() })
     }
 }
 
 impl Consensus for CrdtConsensus {
     fn commit_pin(&self, pin: Pin) -> BoxFuture<'_, Result<(), ConsensusError>> {
-        let record = Record::pin(pin, self.version());
-        Box::pin(self.timed_commit("pin", record))
+        let version = self.version();
+        Box::pin(async move { self.timed_commit("pin", Record::pin(pin, version?)).await })
     }
 
     fn commit_unpin(&self, cid: Cid) -> BoxFuture<'_, Result<(), ConsensusError>> {
-        let record = Record::tombstone(cid, self.version());
-        Box::pin(self.timed_commit("unpin", record))
+        let version = self.version();
+        Box::pin(async move { self.timed_commit("unpin", Record::tombstone(cid, version?)).await })
     }
 
     fn state(&self) -> &Arc<PinStore> {
@@ -350,6 +350,14 @@ impl Consensus for CrdtConsensus {
                 inner.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
                 inner.metrics.delta_received("refused");
                 tracing::warn!(%source, records = records.len(), "refused crdt delta: the author may not write the pinset");
+                return;
+            }
+            // A clock from the far future would win every later write and exhaust this
+            // peer's clock: the whole delta is refused, as for a foreign author.
+            if let Some(Err(why)) = records.iter().map(|r| Hlc::admit(r.version.clock)).find(Result::is_err) {
+                inner.stats.deltas_refused.fetch_add(1, Ordering::Relaxed);
+                inner.metrics.delta_received("refused");
+                tracing::warn!(%source, "refused crdt delta: {why}");
                 return;
             }
             if let Some(max) = records.iter().map(|r| r.version.clock).max() {
@@ -708,6 +716,7 @@ async fn pull_range(
         let raw = inner.network.call(peer, RPC_RECORDS, payload).await.map_err(net)?;
         let page: RecordsPage = serde_json::from_slice(&raw).map_err(|e| net(format!("bad records page: {e}")))?;
         let mut records = Vec::with_capacity(page.records.len());
+        let mut too_far_ahead: Option<ClockError> = None;
         for wire in page.records {
             let record = wire.into_record().map_err(|e| net(format!("bad record: {e}")))?;
             // A record is applied only if its author may write, whoever relays it; a record
@@ -723,12 +732,19 @@ async fn pull_range(
                     allowed
                 }
             };
-            if allowed {
+            let admitted = Hlc::admit(record.version.clock);
+            if allowed && admitted.is_ok() {
                 records.push(record);
             } else {
+                if let Err(why) = admitted {
+                    too_far_ahead.get_or_insert(why);
+                }
                 inner.stats.synced_records_refused.fetch_add(1, Ordering::Relaxed);
                 inner.metrics.sync_records_refused.inc();
             }
+        }
+        if let Some(why) = too_far_ahead {
+            tracing::warn!(%peer, "anti-entropy refused records: {why}");
         }
         if let Some(max) = records.iter().map(|r| r.version.clock).max() {
             inner.hlc.observe(max);

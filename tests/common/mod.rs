@@ -12,8 +12,16 @@ use std::time::{Duration, Instant};
 pub const START: Duration = Duration::from_secs(120);
 pub const STOP: Duration = Duration::from_secs(20);
 
+/// The `cairn` binary under test: this build's, or `CAIRN_TEST_BINARY` (to run a suite against
+/// another build, e.g. one from before a fix, to see its tests fail there).
+pub fn cairn_binary() -> PathBuf {
+    std::env::var_os("CAIRN_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")))
+}
+
 pub fn cairn(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let mut cmd = Command::new(cairn_binary());
     cmd.arg("--config").arg(dir).env("CAIRN_LOG", "info").env("NO_COLOR", "1").env_remove("CAIRN_PATH");
     for var in ["CLUSTER_SECRET", "CLUSTER_SECRET_FILE", "CLUSTER_PEERNAME"] {
         cmd.env_remove(var);
@@ -122,6 +130,19 @@ impl Daemon {
         self.seen.join("\n")
     }
 
+    /// The log so far, including lines not yet waited for (does not block).
+    pub fn drain_log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.log()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn signal(&self, name: &str) {
         let ok = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().expect("kill");
         assert!(ok.success(), "kill -{name}");
@@ -165,4 +186,12 @@ pub fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Resident memory of a process in bytes (`VmRSS` of /proc/<pid>/status); `None` once it is gone.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }

@@ -2,7 +2,7 @@
 //! local components (pinset, tracker, monitor, IPFS) or by asking every peer over the swarm
 //! and merging the answers, as IPFS Cluster's `Cluster` does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use cairn_api::types::{ConnectGraph, GlobalPinInfo, GlobalRepoGc, IpfsRepoGc, PinInfo, PinInfoShort, RepoGc};
@@ -135,8 +135,18 @@ impl Facade {
 
     /// Calls `method` on every peer of the peerset (this one directly), in parallel.
     pub(crate) async fn fan_out(&self, method: &str, payload: Vec<u8>) -> Vec<(String, Result<Vec<u8>, String>)> {
+        self.fan_out_to(self.peerset().await, method, payload).await
+    }
+
+    /// Calls `method` on every peer of `peers` (this one directly), in parallel.
+    async fn fan_out_to(
+        &self,
+        peers: Vec<String>,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Vec<(String, Result<Vec<u8>, String>)> {
         let me = self.0.local_peer();
-        let calls = self.peerset().await.into_iter().map(|peer| {
+        let calls = peers.into_iter().map(|peer| {
             let (payload, method, me) = (payload.clone(), method.to_string(), me.clone());
             let rpc = self.0.clone();
             async move {
@@ -154,38 +164,135 @@ impl Facade {
         futures::future::join_all(calls).await
     }
 
-    async fn global_status(&self, cid: &Cid, method: &str) -> Result<GlobalPinInfo, ApiError> {
-        let payload = serde_json::to_vec(&crate::cluster::CidArg { cid: cid.to_string() }).map_err(internal)?;
-        let mut merged = Merged::default();
-        for (peer, answer) in self.fan_out(method, payload).await {
-            match answer.and_then(|raw| serde_json::from_slice::<PinInfo>(&raw).map_err(|e| e.to_string())) {
-                Ok(info) => merged.add(info),
-                Err(e) => merged.peer_error(cid, &peer, &e),
+    /// The peers of the peerset the peer authorizer trusts (as `/health/graph`'s trust links
+    /// say): pin status is asked of, and believed from, these only.
+    async fn trusted_peerset(&self) -> BTreeSet<String> {
+        let mut trusted = BTreeSet::new();
+        for peer in self.peerset().await {
+            if self.0.trusts(&peer).await {
+                trusted.insert(peer);
             }
         }
+        trusted
+    }
+
+    /// Which of `cids` are in the pinset, in one pass off the async threads. When the pinset
+    /// cannot be read, none is (peers' answers about it are then not believed).
+    async fn pinset_members(&self, cids: BTreeSet<Cid>) -> HashSet<Cid> {
+        let store = match self.0.state() {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!("pin status: the pinset cannot be read, other peers' answers are ignored: {e}");
+                return HashSet::new();
+            }
+        };
+        let found = tokio::task::spawn_blocking(move || {
+            let mut found = HashSet::new();
+            for cid in cids {
+                if store.get(&cid)?.is_some() {
+                    found.insert(cid);
+                }
+            }
+            Ok::<_, cairn_state::StoreError>(found)
+        })
+        .await;
+        match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!("pin status: the pinset cannot be read, other peers' answers are ignored: {e}");
+                HashSet::new()
+            }
+            Err(e) => {
+                tracing::warn!("pin status: the pinset lookup failed, other peers' answers are ignored: {e}");
+                HashSet::new()
+            }
+        }
+    }
+
+    async fn global_status(&self, cid: &Cid, method: &str) -> Result<GlobalPinInfo, ApiError> {
+        let payload = serde_json::to_vec(&crate::cluster::CidArg { cid: cid.to_string() }).map_err(internal)?;
+        let trusted = self.trusted_peerset().await;
+        let answers = self
+            .fan_out_to(trusted.iter().cloned().collect(), method, payload)
+            .await
+            .into_iter()
+            .map(|(peer, answer)| {
+                let infos = answer.and_then(|raw| serde_json::from_slice::<PinInfo>(&raw).map_err(|e| e.to_string()));
+                (peer, infos.map(|info| vec![info]))
+            })
+            .collect();
+        let pinned = self.pinset_members(BTreeSet::from([cid.clone()])).await.contains(cid);
+        // Outside the pinset, a peer may only say it does not pin the CID (IPFS Cluster's
+        // answer for an unknown CID), not claim a status the cluster never asked for.
+        let accept = |i: &PinInfo| i.cid == *cid && (pinned || i.info.status == TrackerStatus::Unpinned);
+        let merged =
+            merge_status(answers, std::slice::from_ref(cid), &self.0.local_peer(), &|p| trusted.contains(p), &accept);
         Ok(merged.into_one(cid))
     }
 
     async fn global_status_all(&self, filter: TrackerFilter, method: &str) -> Vec<GlobalPinInfo> {
         let names = filter.statuses().iter().map(|s| s.name()).collect::<Vec<_>>().join(",");
         let payload = serde_json::to_vec(&StatusAllArgs { filter: names }).unwrap_or_default();
-        let mut merged = Merged::default();
-        let mut failed = Vec::new();
-        for (peer, answer) in self.fan_out(method, payload).await {
-            match answer.and_then(|raw| serde_json::from_slice::<Vec<PinInfo>>(&raw).map_err(|e| e.to_string())) {
-                Ok(infos) => infos.into_iter().for_each(|i| merged.add(i)),
-                Err(e) => failed.push((peer, e)),
-            }
-        }
-        // A peer that did not answer is a cluster_error on every pin listed (IPFS Cluster).
-        for (peer, e) in failed {
-            let cids: Vec<Cid> = merged.pins.keys().cloned().collect();
-            for cid in cids {
-                merged.peer_error(&cid, &peer, &e);
-            }
-        }
+        let trusted = self.trusted_peerset().await;
+        let answers: Vec<StatusAnswer> = self
+            .fan_out_to(trusted.iter().cloned().collect(), method, payload)
+            .await
+            .into_iter()
+            .map(|(peer, answer)| {
+                let infos =
+                    answer.and_then(|raw| serde_json::from_slice::<Vec<PinInfo>>(&raw).map_err(|e| e.to_string()));
+                (peer, infos)
+            })
+            .collect();
+        let local = self.0.local_peer();
+        let named: BTreeSet<Cid> = answers
+            .iter()
+            .filter(|(peer, _)| *peer != local)
+            .filter_map(|(_, answer)| answer.as_ref().ok())
+            .flat_map(|infos| infos.iter().map(|i| i.cid.clone()))
+            .collect();
+        let members = self.pinset_members(named).await;
+        let merged = merge_status(answers, &[], &local, &|p| trusted.contains(p), &|i| members.contains(&i.cid));
         merged.pins.into_values().collect()
     }
+}
+
+/// One peer's decoded status answer: who answered (the peer called, not a field of the
+/// answer) and its `PinInfo`s, or why it gave none.
+type StatusAnswer = (String, Result<Vec<PinInfo>, String>);
+
+/// Merges the peers' status answers about `listed` (always in the result) and whatever CIDs
+/// the answers name. An answer is peer input: only an answerer `trusted` says yes to counts,
+/// only its own entries (`peer` equal to the answerer), and, unless it is `local` (this
+/// peer), only the entries `accept` says yes to (the pinset check). A trusted peer that
+/// gave no answer is a cluster_error on every CID listed (IPFS Cluster).
+fn merge_status(
+    answers: Vec<StatusAnswer>,
+    listed: &[Cid],
+    local: &str,
+    trusted: &dyn Fn(&str) -> bool,
+    accept: &dyn Fn(&PinInfo) -> bool,
+) -> Merged {
+    let mut merged = Merged::default();
+    for cid in listed {
+        merged.pins.entry(cid.clone()).or_insert_with(|| GlobalPinInfo::new(cid.clone()));
+    }
+    let mut failed = Vec::new();
+    for (peer, answer) in answers.into_iter().filter(|(peer, _)| trusted(peer)) {
+        match answer {
+            Ok(infos) => {
+                infos.into_iter().filter(|i| i.peer == peer && (peer == local || accept(i))).for_each(|i| merged.add(i))
+            }
+            Err(e) => failed.push((peer, e)),
+        }
+    }
+    for (peer, e) in failed {
+        let cids: Vec<Cid> = merged.pins.keys().cloned().collect();
+        for cid in cids {
+            merged.peer_error(&cid, &peer, &e);
+        }
+    }
+    merged
 }
 
 /// Per-peer `PinInfo`s merged into `GlobalPinInfo`s.
@@ -481,4 +588,99 @@ pub struct Links {
     pub ipfs_id: String,
     /// The IPFS daemon's swarm peers.
     pub ipfs_peers: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PINNED: &str = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
+    /// The empty identity CID: not in the pinset of these tests.
+    const STRAY: &str = "bafkqaaa";
+
+    fn cid(text: &str) -> Cid {
+        Cid::parse(text).expect("cid")
+    }
+
+    fn info(cid_text: &str, peer: &str, status: TrackerStatus) -> PinInfo {
+        PinInfo {
+            cid: cid(cid_text),
+            name: format!("named by {peer}"),
+            peer: peer.to_string(),
+            allocations: Vec::new(),
+            origins: Vec::new(),
+            created: Timestamp::ZERO,
+            metadata: BTreeMap::new(),
+            info: PinInfoShort { peername: peer.to_string(), status, ..PinInfoShort::default() },
+        }
+    }
+
+    fn in_pinset(i: &PinInfo) -> bool {
+        i.cid == cid(PINNED)
+    }
+
+    fn peers_of(merged: &Merged, cid_text: &str) -> Vec<String> {
+        merged.pins.get(&cid(cid_text)).map(|g| g.peer_map.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_answer_counts_only_for_the_peer_that_gave_it() {
+        // "b" answers with an entry claiming to be "c" (and its own): only its own counts.
+        let answers = vec![
+            ("a".to_string(), Ok(vec![info(PINNED, "a", TrackerStatus::Pinned)])),
+            (
+                "b".to_string(),
+                Ok(vec![info(PINNED, "c", TrackerStatus::Pinned), info(PINNED, "b", TrackerStatus::PinError)]),
+            ),
+        ];
+        let merged = merge_status(answers, &[], "a", &|_| true, &in_pinset);
+        assert_eq!(peers_of(&merged, PINNED), ["a", "b"]);
+        assert_eq!(merged.pins[&cid(PINNED)].peer_map["b"].status, TrackerStatus::PinError);
+    }
+
+    #[test]
+    fn remote_entries_for_cids_outside_the_pinset_are_dropped() {
+        // A peer whose writes were refused still lists its own pins: they are not the cluster's.
+        let answers = vec![
+            ("a".to_string(), Ok(vec![info(PINNED, "a", TrackerStatus::Pinned)])),
+            (
+                "b".to_string(),
+                Ok(vec![info(PINNED, "b", TrackerStatus::Pinned), info(STRAY, "b", TrackerStatus::Pinned)]),
+            ),
+        ];
+        let merged = merge_status(answers, &[], "a", &|_| true, &in_pinset);
+        assert_eq!(merged.pins.keys().cloned().collect::<Vec<_>>(), [cid(PINNED)]);
+        assert_eq!(peers_of(&merged, PINNED), ["a", "b"]);
+    }
+
+    #[test]
+    fn this_peers_own_entries_are_kept_outside_the_pinset() {
+        // An unpin in flight: the CID left the pinset but this peer still reports it.
+        let answers = vec![("a".to_string(), Ok(vec![info(STRAY, "a", TrackerStatus::Unpinning)]))];
+        let merged = merge_status(answers, &[], "a", &|_| true, &in_pinset);
+        assert_eq!(peers_of(&merged, STRAY), ["a"]);
+    }
+
+    #[test]
+    fn untrusted_answerers_are_ignored_even_their_failures() {
+        let answers = vec![
+            ("a".to_string(), Ok(vec![info(PINNED, "a", TrackerStatus::Pinned)])),
+            ("evil".to_string(), Ok(vec![info(PINNED, "evil", TrackerStatus::PinError)])),
+            ("evil2".to_string(), Err("unreachable".to_string())),
+            ("down".to_string(), Err("unreachable".to_string())),
+        ];
+        let trusted = |p: &str| p != "evil" && p != "evil2";
+        let merged = merge_status(answers, &[], "a", &trusted, &in_pinset);
+        assert_eq!(peers_of(&merged, PINNED), ["a", "down"]);
+        assert_eq!(merged.pins[&cid(PINNED)].peer_map["down"].status, TrackerStatus::ClusterError);
+        // Top-level fields come from a trusted answer.
+        assert_eq!(merged.pins[&cid(PINNED)].name, "named by a");
+    }
+
+    #[test]
+    fn a_listed_cid_gets_every_failure_even_without_answers() {
+        let answers = vec![("b".to_string(), Err("timeout".to_string()))];
+        let merged = merge_status(answers, &[cid(PINNED)], "a", &|_| true, &in_pinset);
+        assert_eq!(peers_of(&merged, PINNED), ["b"]);
+    }
 }

@@ -45,8 +45,9 @@ pub(crate) enum NoRoute {
 /// `{keyType:ipfs|ipns|ipld}/{path:.*}`.
 const KEY_TYPES: [&str; 3] = ["ipfs", "ipns", "ipld"];
 
-/// The routes in IPFS Cluster's registration order (`api/rest/restapi.go`).
-const TABLE: [(Method, &str); 24] = [
+/// The routes in IPFS Cluster's registration order (`api/rest/restapi.go`), then `HEAD /health`
+/// (beyond IPFS Cluster, which answers it 405): monitors probe with HEAD, and it is open as GET is.
+const TABLE: [(Method, &str); 25] = [
     (Method::GET, "/id"),
     (Method::GET, "/version"),
     (Method::GET, "/peers"),
@@ -71,6 +72,7 @@ const TABLE: [(Method, &str); 24] = [
     (Method::GET, "/monitor/metrics"),
     (Method::POST, "/token"),
     (Method::GET, "/health"),
+    (Method::HEAD, "/health"),
 ];
 
 /// Matches `path` against a pattern; the captured variables in order.
@@ -200,6 +202,9 @@ mod tests {
         assert_eq!(route(&get, "/monitor/metrics/freespace"), Ok(Route::Metrics("freespace")));
         assert_eq!(route(&get, "/monitor/metrics"), Ok(Route::MetricNames));
         assert_eq!(route(&delete, "/peers/12D3KooW"), Ok(Route::PeerRemove("12D3KooW")));
+        assert_eq!(route(&get, "/health"), Ok(Route::Health));
+        assert_eq!(route(&Method::HEAD, "/health"), Ok(Route::Health));
+        assert_eq!(pattern(&Method::HEAD, "/health"), "/health");
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //!
 //! 1. a CORS preflight (`OPTIONS` with `Access-Control-Request-Method`) is answered 204 with the
 //!    policy's preflight headers, unauthenticated;
-//! 2. every request but `OPTIONS` and `GET /health` is authorized; a denial is answered with its
-//!    status, headers and reason, and *no* CORS headers, since auth sits outside CORS;
+//! 2. every request but `GET`/`HEAD /health` is authorized, a bare `OPTIONS` included (IPFS
+//!    Cluster lets every `OPTIONS` through); a denial is answered with its status, headers and
+//!    reason, and *no* CORS headers, since auth sits outside CORS;
 //! 3. an allowed request with an `Origin` gets the policy's actual-request CORS headers on
 //!    whatever comes next (redirects, 404, 405, errors and successes alike);
 //! 4. a path ending in `/` is redirected with 307 (so POST bodies survive), an unclean path with
-//!    301 (gorilla/mux's clean-path redirect);
+//!    301 (gorilla/mux's clean-path redirect); a `Location` is always a clean path, so never
+//!    `//host`, which a browser would follow to another site;
 //! 5. the router: 404 `{"code":404,"message":"not found"}`, 405 with an empty body, or a
 //!    handler.
 //!
@@ -127,22 +129,7 @@ async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started
     let raw_query = parts.uri.query().unwrap_or("");
 
     // 1. Preflights never reach authorization or the router.
-    if parts.method == Method::OPTIONS
-        && let Some(requested) = header_str(&parts.headers, "access-control-request-method").filter(|v| !v.is_empty())
-    {
-        let preflight = PreflightRequest {
-            api: shared.config.api,
-            origin: header_str(&parts.headers, "origin").unwrap_or("").to_owned(),
-            method: requested.to_owned(),
-            headers: parts
-                .headers
-                .get_all("access-control-request-headers")
-                .iter()
-                .flat_map(|v| {
-                    String::from_utf8_lossy(v.as_bytes()).split(',').map(|h| h.trim().to_owned()).collect::<Vec<_>>()
-                })
-                .collect(),
-        };
+    if let Some(preflight) = PreflightRequest::from_request(shared.config.api, &parts.method, &parts.headers) {
         let headers = shared.policy.preflight(&preflight).await;
         let mut response = bare(204, empty());
         append_policy_headers(response.headers_mut(), &headers);
@@ -151,7 +138,8 @@ async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started
 
     // 2. Authorization.
     let request = api_request(shared, conn, &parts, &path, raw_query);
-    let open = parts.method == Method::OPTIONS || (parts.method == Method::GET && path == "/health");
+    // Health checks come from monitors without credentials; a bare OPTIONS is a request like any.
+    let open = (parts.method == Method::GET || parts.method == Method::HEAD) && path == "/health";
     if !open {
         match shared.policy.authorize(&request).await {
             RequestDecision::Allow(principal) => {
@@ -190,12 +178,8 @@ async fn route(
     let common = &shared.common;
 
     // 4. Redirects.
-    if path.len() > 1 && path.ends_with('/') {
-        let raw = parts.uri.path();
-        let location = match raw.strip_suffix('/') {
-            Some(trimmed) => trimmed.to_owned(),
-            None => escape_path(&path[..path.len() - 1]),
-        };
+    if let Some(trimmed) = path.strip_suffix('/').filter(|t| !t.is_empty()) {
+        let location = trailing_slash_location(parts.uri.path(), trimmed);
         return redirect(307, &with_query(&location, raw_query), &parts.method);
     }
     let clean = router::clean_path(path);
@@ -315,6 +299,43 @@ async fn route(
             Ok(()) => common.no_content(204),
             Err(e) => common.error(&e),
         },
+    }
+}
+
+/// Where a path ending in `/` is redirected: `trimmed` is the decoded path without that slash.
+/// The client's own spelling (its escapes kept) when it is already clean; otherwise the clean
+/// path, so `//evil.example/` goes to `/evil.example`, never to the scheme-relative
+/// `//evil.example` (another site), and a backslash (`/\host`, which browsers read as `//host`)
+/// is never sent raw.
+fn trailing_slash_location(raw: &str, trimmed: &str) -> String {
+    let clean = router::clean_path(trimmed);
+    match raw.strip_suffix('/') {
+        Some(raw_trimmed) if clean == trimmed && !raw_trimmed.contains('\\') => raw_trimmed.to_owned(),
+        _ => escape_path(&clean),
+    }
+}
+
+impl PreflightRequest {
+    /// The CORS preflight a request is, if it is one: `OPTIONS` with a non-empty
+    /// `Access-Control-Request-Method` (rs/cors's test). Every API server and the IPFS proxy
+    /// recognise preflights this way.
+    pub fn from_request(api: crate::Api, method: &Method, headers: &HeaderMap) -> Option<PreflightRequest> {
+        if *method != Method::OPTIONS {
+            return None;
+        }
+        let requested = header_str(headers, "access-control-request-method").filter(|v| !v.is_empty())?;
+        Some(PreflightRequest {
+            api,
+            origin: header_str(headers, "origin").unwrap_or("").to_owned(),
+            method: requested.to_owned(),
+            headers: headers
+                .get_all("access-control-request-headers")
+                .iter()
+                .flat_map(|v| {
+                    String::from_utf8_lossy(v.as_bytes()).split(',').map(|h| h.trim().to_owned()).collect::<Vec<_>>()
+                })
+                .collect(),
+        })
     }
 }
 
@@ -518,6 +539,24 @@ mod tests {
         assert_eq!(basic("Bearer "), Credentials::Bearer(String::new()));
         assert_eq!(basic("Digest x"), Credentials::None);
         assert_eq!(Credentials::from_authorization(None), Credentials::None);
+    }
+
+    #[test]
+    fn trailing_slash_redirects_stay_on_this_host() {
+        // (raw path, decoded path without its trailing slash, Location)
+        for (raw, trimmed, location) in [
+            ("/pins/", "/pins", "/pins"),
+            ("/pins/a%20b/", "/pins/a b", "/pins/a%20b"),
+            ("//evil.example/", "//evil.example", "/evil.example"),
+            ("/%2Fevil.example/", "//evil.example", "/evil.example"),
+            ("/\\evil.example/", "/\\evil.example", "/%5Cevil.example"),
+            ("/a/../b/", "/a/../b", "/b"),
+            ("/../", "/..", "/"),
+        ] {
+            let got = trailing_slash_location(raw, trimmed);
+            assert_eq!(got, location, "{raw}");
+            assert!(!got.starts_with("//") && !got.starts_with("/\\"), "{raw} -> {got}");
+        }
     }
 
     #[test]

@@ -104,11 +104,42 @@ async fn preflight_is_answered_by_the_policy_without_auth() {
     assert_eq!(preflight.api, Api::Restapi);
     assert!(h.policy.authorized.lock().expect("lock").is_empty(), "a preflight is not authorized");
 
-    // OPTIONS without Access-Control-Request-Method reaches the router: 405, CORS headers on.
+    // OPTIONS without Access-Control-Request-Method is no preflight: it needs credentials
+    // (IPFS Cluster lets every OPTIONS through), then reaches the router: 405, CORS headers on.
     let r = send(h.addr, "OPTIONS", "/pins", &[("origin", "https://app.example")], "").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.text(), NO_AUTH_BODY);
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = send(h.addr, "OPTIONS", "/pins", &[("origin", "https://app.example"), ("authorization", ADMIN_BASIC)], "")
+        .await;
     assert_eq!(r.status, 405);
     assert!(r.body.is_empty());
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+    h.server.shutdown().await;
+}
+
+/// `//host/` must not become `Location: //host`, which a browser follows to another site.
+#[tokio::test]
+async fn redirects_stay_on_this_host() {
+    let h = start(local_config()).await;
+    let auth = [("authorization", ADMIN_BASIC)];
+    for (target, expected) in [
+        ("//evil.example/", "/evil.example"),
+        ("//evil.example/?a=1", "/evil.example?a=1"),
+        ("///evil.example/", "/evil.example"),
+        ("/%2Fevil.example/", "/evil.example"),
+        ("/./evil.example/", "/evil.example"),
+        ("/pins/../id/", "/id"),
+    ] {
+        for method in ["GET", "POST"] {
+            let r = send(h.addr, method, target, &auth, "").await;
+            assert_eq!(r.status, 307, "{method} {target}");
+            assert_eq!(r.header("location"), Some(expected), "{method} {target}");
+        }
+    }
+    // The clean-path redirect never starts with `//` either.
+    let r = send(h.addr, "GET", "//evil.example", &auth, "").await;
+    assert_eq!((r.status, r.header("location")), (301, Some("/evil.example")));
     h.server.shutdown().await;
 }
 
@@ -159,9 +190,13 @@ async fn health_needs_no_credentials() {
     assert_eq!(r.status, 204);
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-type"), Some("application/json"));
-    // Only GET is open.
-    let r = send(h.addr, "POST", "/health", &[], "").await;
-    assert_eq!(r.status, 401);
+    // HEAD is open too (and answered, where IPFS Cluster says 405); nothing else is.
+    let r = send(h.addr, "HEAD", "/health", &[], "").await;
+    assert_eq!(r.status, 204);
+    for method in ["POST", "OPTIONS", "DELETE"] {
+        let r = send(h.addr, method, "/health", &[], "").await;
+        assert_eq!(r.status, 401, "{method} /health");
+    }
     h.server.shutdown().await;
 }
 

@@ -2,7 +2,9 @@
 //!
 //! 1. the request policy decides (every request, forwarded or hijacked, `OPTIONS` and `HEAD`
 //!    included: beyond IPFS Cluster, whose proxy has no authentication; the default policy
-//!    allows everything);
+//!    allows everything). A CORS preflight the policy allows only because it is one (browsers
+//!    send preflights without credentials) is answered here with the policy's CORS headers,
+//!    never forwarded: nothing unauthenticated reaches the daemon while authentication is on;
 //! 2. an unclean path (`//`, `.`, `..`) is redirected with 301, as gorilla/mux does;
 //! 3. `POST`, `GET` and `PUT` on a hijacked path are answered by the cluster
 //!    ([`crate::handlers`]); everything else is forwarded to the daemon ([`crate::forward`]).
@@ -11,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use cairn_api::query::{self, Query};
-use cairn_api::{ApiRequest, ClusterApi, Credentials, Header, RequestDecision, RequestPolicy};
+use cairn_api::{ApiRequest, ClusterApi, Credentials, Header, PreflightRequest, RequestDecision, RequestPolicy};
 use http::header::{HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, Method, Request, Response, Version};
 use hyper::body::Incoming;
@@ -96,6 +98,12 @@ async fn serve(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>, started
         RequestDecision::Allow(principal) => tracing::trace!(principal = %principal, "ipfsproxy request allowed"),
         RequestDecision::Deny(denial) => return denial_response(denial.status, &denial.reason, &denial.headers),
     }
+    if let Some(preflight) = PreflightRequest::from_request(cairn_api::Api::Ipfsproxy, &parts.method, &parts.headers)
+        && !allowed_as_plain_request(shared, &request).await
+    {
+        let headers = shared.policy.preflight(&preflight).await;
+        return response(204, policy_headers(&headers), empty());
+    }
 
     // 2. gorilla/mux's clean-path redirect.
     let clean = clean_path(&path);
@@ -165,14 +173,17 @@ fn api_request(conn: &ConnInfo, method: &Method, headers: &HeaderMap, path: &str
     }
 }
 
-/// A denial: its status (500 if it is not an error status), its headers, a Kubo error body.
-fn denial_response(status: u16, reason: &str, extra: &[Header]) -> Response<ResBody> {
-    let status = if (400..=599).contains(&status) {
-        status
-    } else {
-        tracing::warn!(status, "ipfsproxy: request policy denied with a non-error status");
-        500
-    };
+/// Whether the policy allows a preflight in its own right (an open API, or credentials it
+/// accepts), rather than only for being a preflight: asked with the preflight headers removed,
+/// so that what reaches the daemon never depends on an authorizer's preflight exemption.
+async fn allowed_as_plain_request(shared: &Shared, request: &ApiRequest) -> bool {
+    let mut plain = request.clone();
+    plain.headers.retain(|(name, _)| !name.starts_with("access-control-request-"));
+    matches!(shared.policy.authorize(&plain).await, RequestDecision::Allow(_))
+}
+
+/// Headers a policy returned, skipping (and logging) invalid ones.
+fn policy_headers(extra: &[Header]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in extra {
         match (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
@@ -182,7 +193,18 @@ fn denial_response(status: u16, reason: &str, extra: &[Header]) -> Response<ResB
             _ => tracing::warn!(header = %name, "ipfsproxy: request policy returned an invalid header; dropped"),
         }
     }
-    kubo_error(status, headers, reason)
+    headers
+}
+
+/// A denial: its status (500 if it is not an error status), its headers, a Kubo error body.
+fn denial_response(status: u16, reason: &str, extra: &[Header]) -> Response<ResBody> {
+    let status = if (400..=599).contains(&status) {
+        status
+    } else {
+        tracing::warn!(status, "ipfsproxy: request policy denied with a non-error status");
+        500
+    };
+    kubo_error(status, policy_headers(extra), reason)
 }
 
 /// gorilla/mux's `cleanPath`: Go's `path.Clean`, keeping a trailing slash.

@@ -412,7 +412,64 @@ async fn redirects_unclean_paths() {
     let a = post(s.addr, "/api/v0/pin/../repo/stat?x=1").await;
     assert_eq!(a.status, 301);
     assert_eq!(a.header("location"), Some("/api/v0/repo/stat?x=1"));
+    // Never a scheme-relative `//host` Location, which a browser follows to another site.
+    for (target, location) in [("//evil.example/", "/evil.example/"), ("//evil.example", "/evil.example")] {
+        let a = send(s.addr, req("GET", target)).await;
+        assert_eq!((a.status, a.header("location")), (301, Some(location)), "{target}");
+    }
     assert!(s.kubo.seen().is_empty());
+}
+
+fn with_headers(mut request: Request<Body>, headers: &[(&'static str, &str)]) -> Request<Body> {
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, http::HeaderValue::from_str(value).expect("header value"));
+    }
+    request
+}
+
+/// With authentication on, the only request an authorizer lets through without credentials is
+/// a browser's preflight; the proxy answers it itself (with the policy's CORS headers), so
+/// nothing unauthenticated reaches the daemon (`/debug/vars`, `/debug/pprof/...`).
+#[tokio::test]
+async fn unauthenticated_requests_never_reach_the_daemon() {
+    let policy = Arc::new(AuthPolicy::default());
+    let s = setup_with_policy(|_| {}, policy.clone()).await;
+    let preflight = [("origin", "https://app.example"), ("access-control-request-method", "GET")];
+
+    for (method, path) in
+        [("OPTIONS", "/debug/vars"), ("OPTIONS", "/debug/pprof/heap"), ("HEAD", "/debug/vars"), ("GET", "/health")]
+    {
+        let a = send(s.addr, req(method, path)).await;
+        assert_eq!(a.status, 401, "{method} {path}");
+    }
+    let a = send(s.addr, with_headers(req("OPTIONS", "/debug/vars"), &preflight)).await;
+    assert_eq!(a.status, 204);
+    assert!(a.body.is_empty());
+    assert_eq!(a.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(a.header("access-control-allow-methods"), Some("GET"));
+    assert!(a.header("x-kubo-options").is_none(), "answered by the proxy, not the daemon");
+    assert_eq!(policy.preflights.lock().expect("preflights").len(), 1);
+    assert!(s.kubo.seen().is_empty(), "nothing unauthenticated is forwarded: {:?}", s.kubo.seen());
+
+    // With credentials, OPTIONS (preflight or not) goes to the daemon as before.
+    let a = send(s.addr, with_headers(req("OPTIONS", "/debug/vars"), &[("authorization", ADMIN_BASIC)])).await;
+    assert_eq!((a.status, a.header("x-kubo-options")), (200, Some("1")));
+    let mut authenticated = preflight.to_vec();
+    authenticated.push(("authorization", ADMIN_BASIC));
+    let a = send(s.addr, with_headers(req("OPTIONS", "/debug/vars"), &authenticated)).await;
+    assert_eq!((a.status, a.header("x-kubo-options")), (200, Some("1")));
+    assert_eq!(s.kubo.seen().len(), 2);
+}
+
+/// Without authentication, preflights still go to the daemon, as in IPFS Cluster.
+#[tokio::test]
+async fn preflights_go_to_the_daemon_when_the_api_is_open() {
+    let s = setup(|_| {}).await;
+    let preflight = [("origin", "https://app.example"), ("access-control-request-method", "POST")];
+    let a = send(s.addr, with_headers(req("OPTIONS", "/api/v0/add"), &preflight)).await;
+    assert_eq!((a.status, a.header("x-kubo-options")), (200, Some("1")));
+    assert_eq!(a.header("access-control-allow-origin"), Some("https://app.example"));
+    assert_eq!(s.kubo.seen_path("/api/v0/add").len(), 1);
 }
 
 /// A large body both ways, with the answer's first bytes back before the request is over (so

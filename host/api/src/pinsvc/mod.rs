@@ -1,6 +1,6 @@
 //! The IPFS Pinning Service API (spec v1.0.0, `ipfs-pinning-service.yaml`; reference §2) on top
 //! of [`crate::ClusterApi`], served by the same listeners, TLS, timeouts, auth and CORS as the
-//! REST API ([`crate::serve_pinsvc`]). `POST /token` and `GET /health` work as in the REST API.
+//! REST API ([`crate::serve_pinsvc`]). `POST /token` and `GET`/`HEAD /health` work as in the REST API.
 //!
 //! It follows the spec where IPFS Cluster does not (reference §2.2):
 //! - request ids are unique per request, not the CID (an opaque base64url of the pin's CID and
@@ -106,13 +106,11 @@ fn match_route<'a>(method: &Method, path: &'a str) -> Result<Route<'a>, NoRoute>
                 wrong("POST")
             }
         }
-        "/health" => {
-            if *method == Method::GET {
-                Ok(Route::Health)
-            } else {
-                wrong("GET")
-            }
-        }
+        // HEAD as well as GET: monitors probe with HEAD, and both are open without credentials.
+        "/health" => match *method {
+            Method::GET | Method::HEAD => Ok(Route::Health),
+            _ => wrong("GET, HEAD"),
+        },
         _ => match path.strip_prefix("/pins/") {
             Some(id) if !id.is_empty() && !id.contains('/') => match *method {
                 Method::GET => Ok(Route::Get(id)),

@@ -467,10 +467,12 @@ async fn auth_token_health_and_preflight_are_shared() {
     assert_eq!(r.failure(401, "UNAUTHORIZED"), "unauthorized: invalid token");
     assert!(h.policy.apis.lock().expect("lock").iter().all(|a| *a == Api::Pinsvcapi));
 
-    // Health needs no credentials.
-    let r = send_as(h.addr, "GET", "/health", &[], Bytes::new()).await;
-    assert_eq!(r.status, 204);
-    assert!(r.body.is_empty());
+    // Health needs no credentials, to GET or HEAD.
+    for method in ["GET", "HEAD"] {
+        let r = send_as(h.addr, method, "/health", &[], Bytes::new()).await;
+        assert_eq!(r.status, 204, "{method}");
+        assert!(r.body.is_empty());
+    }
 
     // A token from Basic credentials, then used as the spec's bearer token.
     let r = send_as(h.addr, "POST", "/token", &[("authorization", "Basic YWRtaW46c2VjcmV0")], Bytes::new()).await;
@@ -497,6 +499,24 @@ async fn auth_token_health_and_preflight_are_shared() {
             .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example"));
+
+    // An OPTIONS that is no preflight, and /health other than GET/HEAD, need credentials.
+    for (method, path) in [("OPTIONS", "/pins"), ("OPTIONS", "/health"), ("POST", "/health")] {
+        let r = send_as(h.addr, method, path, &[("origin", "https://app.example")], Bytes::new()).await;
+        assert_eq!(r.failure(401, "UNAUTHORIZED"), "unauthorized: no auth provided", "{method} {path}");
+    }
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn redirects_stay_on_this_host() {
+    let h = start().await;
+    for (target, expected) in
+        [("//evil.example/", "/evil.example"), ("//evil.example/?limit=1", "/evil.example?limit=1")]
+    {
+        let r = get(h.addr, target).await;
+        assert_eq!((r.status, r.header("location")), (307, Some(expected)), "{target}");
+    }
     h.server.shutdown().await;
 }
 
@@ -511,7 +531,7 @@ async fn unknown_routes_wrong_methods_and_bad_paths_are_failures() {
         ("DELETE", "/pins", "GET, POST"),
         ("PATCH", "/pins/abc", "GET, POST, DELETE"),
         ("GET", "/token", "POST"),
-        ("POST", "/health", "GET"),
+        ("POST", "/health", "GET, HEAD"),
     ] {
         let r = send(h.addr, method, path, "").await;
         r.failure(405, "METHOD_NOT_ALLOWED");

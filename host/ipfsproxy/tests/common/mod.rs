@@ -475,6 +475,52 @@ impl RequestPolicy for TestPolicy {
     }
 }
 
+/// Authentication as the `basic-auth` plugin does it: Basic `admin:secret`, and a real CORS
+/// preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) allowed without
+/// credentials, since browsers never send them on preflights. Remembers the preflights it answers.
+#[derive(Default)]
+pub struct AuthPolicy {
+    pub preflights: Mutex<Vec<PreflightRequest>>,
+}
+
+/// `Authorization` for [`AuthPolicy`]'s user.
+pub const ADMIN_BASIC: &str = "Basic YWRtaW46c2VjcmV0";
+
+impl RequestPolicy for AuthPolicy {
+    fn authorize<'a>(&'a self, request: &'a ApiRequest) -> BoxFuture<'a, RequestDecision> {
+        Box::pin(async move {
+            let has = |name: &str| request.headers.iter().any(|(k, v)| k == name && !v.is_empty());
+            if request.method == "OPTIONS" && has("origin") && has("access-control-request-method") {
+                return RequestDecision::Allow("anonymous".into());
+            }
+            match &request.credentials {
+                Credentials::Basic(b) if b.user == "admin" && b.password == "secret" => {
+                    RequestDecision::Allow("admin".into())
+                }
+                _ => RequestDecision::Deny(Denial {
+                    status: 401,
+                    reason: "unauthorized: no auth provided".into(),
+                    headers: vec![("www-authenticate".into(), "Basic realm=\"test\"".into())],
+                }),
+            }
+        })
+    }
+    fn issue_token<'a>(&'a self, _request: &'a ApiRequest) -> BoxFuture<'a, TokenDecision> {
+        Box::pin(async { TokenDecision::Deny(Denial { status: 401, reason: "no".into(), headers: vec![] }) })
+    }
+    fn preflight<'a>(&'a self, request: &'a PreflightRequest) -> BoxFuture<'a, Vec<Header>> {
+        self.preflights.lock().expect("preflights").push(request.clone());
+        let headers = vec![
+            ("access-control-allow-origin".to_owned(), request.origin.clone()),
+            ("access-control-allow-methods".to_owned(), request.method.clone()),
+        ];
+        Box::pin(async move { headers })
+    }
+    fn cors<'a>(&'a self, _request: &'a CorsRequest) -> BoxFuture<'a, Vec<Header>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // A proxy in front of the fakes
 
@@ -500,14 +546,18 @@ impl Setup {
 
 /// A fake Kubo on TCP and a proxy in front of it; `tweak` adjusts the config.
 pub async fn setup(tweak: impl FnOnce(&mut ProxyConfig)) -> Setup {
+    setup_with_policy(tweak, Arc::new(TestPolicy)).await
+}
+
+/// [`setup`] with this request policy.
+pub async fn setup_with_policy(tweak: impl FnOnce(&mut ProxyConfig), policy: Arc<dyn RequestPolicy>) -> Setup {
     let (kubo, node, kubo_task) = start_kubo(FakeAddr::Tcp("127.0.0.1:0".parse().expect("addr"))).await;
     let mut config = ProxyConfig::new(vec![ListenAddr::Tcp("127.0.0.1:0".parse().expect("addr"))], node);
     config.extract_headers_extra = vec!["X-Extra".into()];
     tweak(&mut config);
     let cluster = Arc::new(FakeCluster::default());
-    let proxy = cairn_ipfsproxy::serve(config, cluster.clone(), Arc::new(FakeExtras), Arc::new(TestPolicy))
-        .await
-        .expect("proxy starts");
+    let proxy =
+        cairn_ipfsproxy::serve(config, cluster.clone(), Arc::new(FakeExtras), policy).await.expect("proxy starts");
     let ListenAddr::Tcp(addr) = proxy.local_addrs()[0].clone() else { panic!("tcp") };
     Setup { kubo, cluster, proxy, addr, kubo_task }
 }

@@ -1,5 +1,6 @@
 //! The `basic-auth` default plugin, case by case through the real runtime: IPFS Cluster's
-//! `basic_auth_credentials` semantics, 401 bodies and challenges, JWTs from `/token`.
+//! `basic_auth_credentials` semantics, 401 bodies and challenges, JWTs from `/token`, and where
+//! Cairn is stricter (only real preflights open, tokens minted from Basic only).
 
 mod common;
 
@@ -82,14 +83,40 @@ async fn missing_credentials_get_both_challenges_bearer_first() {
 }
 
 #[tokio::test]
-async fn options_and_health_are_open() {
+async fn only_real_preflights_and_health_reads_are_open() {
     let p = users().await;
-    for (method, path) in [("OPTIONS", "/pins"), ("OPTIONS", "/peers"), ("GET", "/health")] {
-        let d = p.authorize_request(&request(method, path, Credentials::None)).await;
-        assert_eq!(d, RequestDecision::Allow("anonymous".into()), "{method} {path}");
+    let preflight = |api: Api, path: &str| {
+        let mut r = request("OPTIONS", path, Credentials::None);
+        r.api = api;
+        r.headers.push(("origin".into(), "https://app.example".into()));
+        r.headers.push(("access-control-request-method".into(), "POST".into()));
+        r
+    };
+    for api in [Api::Restapi, Api::Pinsvcapi, Api::Ipfsproxy] {
+        let d = p.authorize_request(&preflight(api, "/pins")).await;
+        assert_eq!(d, RequestDecision::Allow("anonymous".into()), "{api:?} preflight");
     }
-    let d = p.authorize_request(&request("GET", "/health/alerts", Credentials::None)).await;
-    assert!(matches!(d, RequestDecision::Deny(Denial { status: 401, .. })));
+    for (api, method) in [(Api::Restapi, "GET"), (Api::Restapi, "HEAD"), (Api::Pinsvcapi, "GET")] {
+        let mut r = request(method, "/health", Credentials::None);
+        r.api = api;
+        assert_eq!(p.authorize_request(&r).await, RequestDecision::Allow("anonymous".into()), "{api:?} {method}");
+    }
+    // A bare OPTIONS is no preflight; /health is open for reads only, and not on the proxy,
+    // which forwards it to the IPFS daemon.
+    let mut on_proxy = request("GET", "/health", Credentials::None);
+    on_proxy.api = Api::Ipfsproxy;
+    let mut bare_on_proxy = request("OPTIONS", "/debug/vars", Credentials::None);
+    bare_on_proxy.api = Api::Ipfsproxy;
+    for r in [
+        request("OPTIONS", "/pins", Credentials::None),
+        request("POST", "/health", Credentials::None),
+        request("GET", "/health/alerts", Credentials::None),
+        on_proxy,
+        bare_on_proxy,
+    ] {
+        let d = p.authorize_request(&r).await;
+        assert_eq!(d, deny("unauthorized: no auth provided", &[BEARER_CHALLENGE, BASIC_CHALLENGE]), "{r:?}");
+    }
 }
 
 #[tokio::test]
@@ -108,11 +135,28 @@ async fn token_from_basic_then_bearer_roundtrip() {
         p.authorize_request(&request("POST", "/pins/bafy", bearer.clone())).await,
         RequestDecision::Allow("alice".into())
     );
-    // Re-issuing with a bearer token gives a token for its issuer.
-    let TokenDecision::Token(again) = p.issue_token(&request("POST", "/token", bearer)).await else {
-        panic!("expected a token")
+    // Unlike IPFS Cluster, a token cannot mint another (it would outlive `token_lifetime`).
+    let TokenDecision::Deny(refused) = p.issue_token(&request("POST", "/token", bearer)).await else {
+        panic!("a bearer token must not mint a token")
     };
-    assert_eq!(again.split('.').nth(1), Some("eyJpc3MiOiJhbGljZSJ9"));
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.reason, "unauthorized: tokens are issued for Basic credentials only");
+    assert_eq!(refused.headers, [("www-authenticate".to_string(), BASIC_CHALLENGE.to_string())]);
+    // Nor does a wrong password.
+    let t = p.issue_token(&request("POST", "/token", basic("alice", "hunter2"))).await;
+    assert_eq!(t, TokenDecision::Deny(Denial { status: 401, reason: "unauthorized".into(), headers: vec![] }));
+}
+
+#[tokio::test]
+async fn a_token_signed_with_an_empty_password_is_refused() {
+    // eve's empty password fails Basic; a JWT HMAC-signed with the empty key fails the same way.
+    let p = plugin(json!({"basic_auth_credentials": {"alice": "secret", "eve": ""}})).await;
+    // {"alg":"HS256","typ":"JWT"}.{"iss":"eve"}, HMAC-SHA256 with the empty key.
+    let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJldmUifQ.bnbT-5Lq2-V7W_uTjWTo0WZzO8SiVeKK9RgDt1NXzZE";
+    let d = p.authorize_request(&request("GET", "/pins", Credentials::Bearer(token.into()))).await;
+    assert_eq!(d, deny("unauthorized: invalid token", &[INVALID_TOKEN_CHALLENGE]));
+    let d = p.authorize_request(&request("GET", "/pins", basic("eve", ""))).await;
+    assert_eq!(d, deny("unauthorized: access denied", &[BASIC_CHALLENGE]));
 }
 
 #[tokio::test]

@@ -21,6 +21,8 @@ pub(crate) enum JwtError {
     Expired,
     NotYetValid,
     IssuedInFuture,
+    /// An empty password signs nothing, as it authenticates nothing with Basic.
+    EmptyKey,
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, JwtError> {
@@ -29,15 +31,16 @@ fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, JwtError> 
 }
 
 fn mac(alg: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, JwtError> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Result<Vec<u8>, JwtError> {
+        // HMAC takes keys of any length; the error cannot happen, but is not a panic either.
+        let mut m = <M as hmac::digest::KeyInit>::new_from_slice(key).map_err(|_| JwtError::EmptyKey)?;
         m.update(data);
-        m.finalize().into_bytes().to_vec()
+        Ok(m.finalize().into_bytes().to_vec())
     }
     match alg {
-        "HS256" => Ok(run::<Hmac<sha2::Sha256>>(key, data)),
-        "HS384" => Ok(run::<Hmac<sha2::Sha384>>(key, data)),
-        "HS512" => Ok(run::<Hmac<sha2::Sha512>>(key, data)),
+        "HS256" => run::<Hmac<sha2::Sha256>>(key, data),
+        "HS384" => run::<Hmac<sha2::Sha384>>(key, data),
+        "HS512" => run::<Hmac<sha2::Sha512>>(key, data),
         _ => Err(JwtError::NotHmac),
     }
 }
@@ -73,8 +76,11 @@ pub(crate) fn verify<'a>(
         return Err(JwtError::NotHmac);
     }
     let key = key_for(&issuer).ok_or(JwtError::UnknownIssuer)?;
+    if key.is_empty() {
+        return Err(JwtError::EmptyKey);
+    }
     let expected = mac(&header.alg, key, format!("{h}.{c}").as_bytes())?;
-    if !constant_time_eq(&expected, &signature) {
+    if !crate::constant_time_eq(&expected, &signature) {
         return Err(JwtError::BadSignature);
     }
     if numeric(&claims, "exp")?.is_some_and(|exp| now >= exp) {
@@ -101,8 +107,4 @@ pub(crate) fn sign_hs256(issuer: &str, key: &[u8], expiry: Option<(u64, u64)>) -
     let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims));
     let signature = mac("HS256", key, signing_input.as_bytes()).unwrap_or_default();
     format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -82,19 +82,110 @@ fn no_credentials_gets_both_challenges() {
     );
 }
 
+fn with_headers(mut req: ApiRequest, headers: &[(&str, &str)]) -> ApiRequest {
+    req.headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    req
+}
+
+fn on(api: Api, mut req: ApiRequest) -> ApiRequest {
+    req.api = api;
+    req
+}
+
 #[test]
-fn options_and_health_bypass_auth() {
+fn only_real_preflights_and_health_reads_are_open() {
     let p = policy(USERS);
-    for (m, path) in [("OPTIONS", "/pins"), ("OPTIONS", "/id"), ("GET", "/health"), ("POST", "/health")] {
-        assert_eq!(
-            p.authorize_request(&request(m, path, Credentials::None)),
-            RequestDecision::Allow("anonymous".into())
+    let anonymous = RequestDecision::Allow("anonymous".into());
+    let preflight_headers = [("origin", "https://app.example"), ("access-control-request-method", "POST")];
+    for api in [Api::Restapi, Api::Pinsvcapi, Api::Ipfsproxy, Api::Libp2pHttp] {
+        let preflight = on(api, with_headers(request("OPTIONS", "/debug/vars", Credentials::None), &preflight_headers));
+        assert_eq!(p.authorize_request(&preflight), anonymous, "{api:?} preflight");
+    }
+    for api in [Api::Restapi, Api::Pinsvcapi, Api::Libp2pHttp] {
+        for method in ["GET", "HEAD"] {
+            let health = on(api, request(method, "/health", Credentials::None));
+            assert_eq!(p.authorize_request(&health), anonymous, "{api:?} {method} /health");
+        }
+    }
+    let must_deny = [
+        // Not a preflight: no Access-Control-Request-Method, or no Origin.
+        request("OPTIONS", "/debug/vars", Credentials::None),
+        with_headers(request("OPTIONS", "/pins", Credentials::None), &[("origin", "https://app.example")]),
+        with_headers(request("OPTIONS", "/pins", Credentials::None), &[("access-control-request-method", "GET")]),
+        with_headers(
+            request("OPTIONS", "/pins", Credentials::None),
+            &[("origin", "https://app.example"), ("access-control-request-method", "")],
+        ),
+        // A preflight's headers on another method.
+        with_headers(request("POST", "/pins/x", Credentials::None), &preflight_headers),
+        request("POST", "/health", Credentials::None),
+        request("DELETE", "/health", Credentials::None),
+        request("GET", "/health/graph", Credentials::None),
+        // The proxy forwards /health to the IPFS daemon: never open there.
+        on(Api::Ipfsproxy, request("GET", "/health", Credentials::None)),
+        on(Api::Ipfsproxy, request("OPTIONS", "/debug/pprof/heap", Credentials::None)),
+    ];
+    for req in must_deny {
+        assert!(
+            matches!(p.authorize_request(&req), RequestDecision::Deny(Denial { status: 401, .. })),
+            "{:?} {} {} {:?} must need credentials",
+            req.api,
+            req.method,
+            req.path,
+            req.headers
         );
     }
-    assert!(matches!(
-        p.authorize_request(&request("GET", "/health/graph", Credentials::None)),
-        RequestDecision::Deny(_)
-    ));
+}
+
+#[test]
+fn jwt_signed_with_an_empty_password_is_refused() {
+    // Basic refuses an empty password (and an empty user); a token signed with one is refused too.
+    let p = policy(r#"{"basic_auth_credentials":{"alice":"secret","eve":"","":"nobody"}}"#);
+    assert!(matches!(p.authorize_request(&request("GET", "/id", basic("eve", ""))), RequestDecision::Deny(_)));
+    for token in [jwt::sign_hs256("eve", b"", None), jwt::sign_hs256("", b"nobody", None)] {
+        assert!(
+            matches!(
+                p.authorize_request(&request("GET", "/id", Credentials::Bearer(token.clone()))),
+                RequestDecision::Deny(_)
+            ),
+            "{token}"
+        );
+    }
+    let keys = |_: &str| Some(b"".as_slice());
+    assert_eq!(jwt::verify(&jwt::sign_hs256("eve", b"", None), keys, 0.0), Err(jwt::JwtError::EmptyKey));
+}
+
+#[test]
+fn tokens_are_minted_from_basic_credentials_only() {
+    let p = policy(USERS);
+    let TokenDecision::Token(token) = p.issue_token(&request("POST", "/token", basic("alice", "secret"))) else {
+        panic!("token expected")
+    };
+    // A token cannot mint a fresh one: otherwise `token_lifetime` could be extended forever.
+    let TokenDecision::Deny(d) = p.issue_token(&request("POST", "/token", Credentials::Bearer(token))) else {
+        panic!("a bearer token must not mint a token")
+    };
+    assert_eq!(d.status, 401);
+    assert!(d.reason.contains("Basic"), "{}", d.reason);
+    // The password is checked here too, not only by the request authorization before it.
+    for (user, password) in [("alice", "wrong"), ("carol", "secret"), ("alice", ""), ("", "")] {
+        assert_eq!(
+            p.issue_token(&request("POST", "/token", basic(user, password))),
+            TokenDecision::Deny(denial(401, "unauthorized")),
+            "{user}:{password}"
+        );
+    }
+}
+
+#[test]
+fn secrets_compare_in_constant_time_by_digest() {
+    assert!(secrets_equal("secret", "secret"));
+    assert!(!secrets_equal("secret", "secreT"));
+    assert!(!secrets_equal("secret", "secret2"));
+    assert!(!secrets_equal("", "x"));
+    assert!(constant_time_eq(b"abc", b"abc"));
+    assert!(!constant_time_eq(b"abc", b"abd"));
+    assert!(!constant_time_eq(b"abc", b"ab"));
 }
 
 #[test]
@@ -111,11 +202,6 @@ fn token_issue_and_verify() {
         p.authorize_request(&request("GET", "/pins", Credentials::Bearer(token.clone()))),
         RequestDecision::Allow("alice".into())
     );
-    // Re-issue with a bearer token: for the token's issuer.
-    assert!(matches!(
-        p.issue_token(&request("POST", "/token", Credentials::Bearer(token.clone()))),
-        TokenDecision::Token(_)
-    ));
     // A token signed with another user's password is invalid.
     let forged = jwt::sign_hs256("alice", b"hunter2", None);
     let invalid = unauthorized(
@@ -124,10 +210,10 @@ fn token_issue_and_verify() {
     );
     assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer(forged))), invalid);
     assert_eq!(p.authorize_request(&request("GET", "/pins", Credentials::Bearer("garbage".into()))), invalid);
-    assert_eq!(
+    assert!(matches!(
         p.issue_token(&request("POST", "/token", Credentials::Bearer("garbage".into()))),
-        TokenDecision::Deny(denial(401, "unauthorized"))
-    );
+        TokenDecision::Deny(Denial { status: 401, .. })
+    ));
 }
 
 #[allow(non_snake_case)]

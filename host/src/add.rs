@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
-use cairn_adder::{AddEvent, AdderError, Block, BlockSink, DagParams, ImportOptions, Importer, Layout};
-use cairn_api::{AddFormat, AddLayout, AddParams, AddPart, AddRequest, AddedOutput, ApiError, ApiStream};
+use cairn_adder::{AddEvent, AdderError, Block, BlockSink, DagParams, ImportOptions, Importer, Layout, PathLimits};
+use cairn_api::{AddFormat, AddLayout, AddLimits, AddParams, AddPart, AddRequest, AddedOutput, ApiError, ApiStream};
 use cairn_state::{Cid, Pin};
 use cairn_swarm::PeerId;
 use futures::future::BoxFuture;
@@ -118,7 +118,10 @@ async fn run(rpc: Arc<ClusterRpc>, request: AddRequest, outputs: &mut Outputs) -
                 hidden: true,
                 progress: params.progress,
             };
-            let mut importer = Importer::new(dag, options, sink.clone());
+            // The API already refused longer paths with a 400 before the add started; the same
+            // limits keep the importer's own check from differing.
+            let limits = PathLimits { max_depth: AddLimits::MAX_PATH_DEPTH, max_bytes: AddLimits::MAX_PATH_BYTES };
+            let mut importer = Importer::new(dag, options, sink.clone()).with_path_limits(limits);
             let mut any = false;
             while let Some(part) = parts.try_next().await? {
                 if part.file_name.is_none() {

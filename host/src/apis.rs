@@ -197,7 +197,7 @@ fn pump(
 }
 
 /// `api.ipfsproxy` mapped onto the proxy's settings.
-fn proxy_config(dir: &ConfigDir, section: &IpfsProxyConfig) -> anyhow::Result<ProxyConfig> {
+pub(crate) fn proxy_config(dir: &ConfigDir, section: &IpfsProxyConfig) -> anyhow::Result<ProxyConfig> {
     let file = dir.service();
     let mut listen = Vec::new();
     for addr in &section.listen_multiaddress.0 {
@@ -218,6 +218,7 @@ fn proxy_config(dir: &ConfigDir, section: &IpfsProxyConfig) -> anyhow::Result<Pr
     settings.write_timeout = section.write_timeout.0;
     settings.idle_timeout = section.idle_timeout.0;
     settings.max_header_bytes = usize::try_from(section.max_header_bytes).unwrap_or(usize::MAX);
+    settings.add_limits = section.add_limits();
     settings.extract_headers_extra = section.extract_headers_extra.clone();
     settings.extract_headers_path = section.extract_headers_path.clone();
     settings.extract_headers_ttl = section.extract_headers_ttl.0;

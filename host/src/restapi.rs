@@ -161,6 +161,7 @@ pub fn server_config(dir: &ConfigDir, key: &str, api: Api, section: &HttpApiConf
         idle_timeout: section.idle_timeout.0,
         max_header_bytes: usize::try_from(section.max_header_bytes).unwrap_or(usize::MAX),
         headers: section.headers.clone(),
+        add_limits: section.add_limits(),
         ..ServerConfig::default()
     })
 }

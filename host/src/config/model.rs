@@ -54,6 +54,18 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The `POST /add` limits of an API section's byte counts (0: no limit, as Go's byte counts).
+fn add_limits(max_body_bytes: u64, max_part_bytes: u64) -> cairn_api::AddLimits {
+    cairn_api::AddLimits {
+        max_body_bytes: (max_body_bytes > 0).then_some(max_body_bytes),
+        max_part_bytes: (max_part_bytes > 0).then_some(max_part_bytes),
+    }
+}
+
 /// The whole service.json. Section presence matters (an absent API section is an API that
 /// does not start), so optional sections are `Option`s.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -417,6 +429,13 @@ pub struct HttpApiConfig {
     pub write_timeout: GoDuration,
     pub idle_timeout: GoDuration,
     pub max_header_bytes: u64,
+    /// Cairn: most bytes of a `POST /add` body (0: no limit, as in IPFS Cluster). Memory stays
+    /// bounded without it; it bounds what one add may store.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub add_max_body_bytes: u64,
+    /// Cairn: most bytes of one file of a `POST /add` body (0: no limit).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub add_max_part_bytes: u64,
     /// `null`/absent = no authentication; `{}` is refused by the default authorizer.
     #[serde(default)]
     pub basic_auth_credentials: Option<BTreeMap<String, String>>,
@@ -464,6 +483,8 @@ impl HttpApiConfig {
             write_timeout: GoDuration::secs(0),
             idle_timeout: GoDuration::secs(120),
             max_header_bytes: 4096,
+            add_max_body_bytes: 0,
+            add_max_part_bytes: 0,
             basic_auth_credentials: None,
             http_log_file: String::new(),
             headers: BTreeMap::new(),
@@ -481,6 +502,11 @@ impl HttpApiConfig {
             authorizer_plugin: None,
             cors_plugin: None,
         }
+    }
+
+    /// The `POST /add` limits of `add_max_body_bytes` and `add_max_part_bytes`.
+    pub fn add_limits(&self) -> cairn_api::AddLimits {
+        add_limits(self.add_max_body_bytes, self.add_max_part_bytes)
     }
 
     /// The IPFS Cluster keys the default CORS plugin reads, as present in the section.
@@ -530,6 +556,12 @@ pub struct IpfsProxyConfig {
     pub write_timeout: GoDuration,
     pub idle_timeout: GoDuration,
     pub max_header_bytes: u64,
+    /// Cairn: most bytes of an `/api/v0/add` body (0: no limit, as in IPFS Cluster).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub add_max_body_bytes: u64,
+    /// Cairn: most bytes of one file of an `/api/v0/add` body (0: no limit).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub add_max_part_bytes: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extract_headers_extra: Vec<String>,
     #[serde(skip_serializing_if = "is_default_extract_path")]
@@ -555,6 +587,13 @@ fn is_default_extract_ttl(d: &GoDuration) -> bool {
     *d == GoDuration::secs(300)
 }
 
+impl IpfsProxyConfig {
+    /// The `/api/v0/add` limits of `add_max_body_bytes` and `add_max_part_bytes`.
+    pub fn add_limits(&self) -> cairn_api::AddLimits {
+        add_limits(self.add_max_body_bytes, self.add_max_part_bytes)
+    }
+}
+
 impl Default for IpfsProxyConfig {
     fn default() -> Self {
         IpfsProxyConfig {
@@ -567,6 +606,8 @@ impl Default for IpfsProxyConfig {
             write_timeout: GoDuration::secs(0),
             idle_timeout: GoDuration::secs(60),
             max_header_bytes: 4096,
+            add_max_body_bytes: 0,
+            add_max_part_bytes: 0,
             extract_headers_extra: Vec::new(),
             extract_headers_path: "/api/v0/version".into(),
             extract_headers_ttl: GoDuration::secs(300),

@@ -582,3 +582,29 @@ fn raft_serves_the_rest_api_on_the_cluster_host_unless_it_has_its_own_libp2p_hos
     assert!(!config("raft", own_host).config.restapi_on_cluster_host());
     assert!(!config("crdt", "").config.restapi_on_cluster_host());
 }
+
+#[test]
+fn add_limits_are_read_and_reach_the_servers() {
+    let mut v: serde_json::Value = serde_json::from_str(&init_json(crdt())).expect("json");
+    v["api"]["restapi"]["add_max_body_bytes"] = json!(1_073_741_824);
+    v["api"]["restapi"]["add_max_part_bytes"] = json!(0);
+    v["api"]["ipfsproxy"]["add_max_part_bytes"] = json!(1_048_576);
+    let loaded = parse(&v.to_string()).expect("loads");
+    let dir = ConfigDir("/cfg".into());
+    let rest = loaded.config.api.restapi.as_ref().expect("restapi");
+    let server = crate::restapi::server_config(&dir, "api.restapi", cairn_api::Api::Restapi, rest).expect("server");
+    // 0 is no limit, as for Go's byte counts.
+    assert_eq!(server.add_limits, cairn_api::AddLimits { max_body_bytes: Some(1 << 30), max_part_bytes: None });
+    let proxy = loaded.config.api.ipfsproxy.as_ref().expect("ipfsproxy");
+    let proxy = crate::apis::proxy_config(&dir, proxy).expect("proxy");
+    assert_eq!(proxy.add_limits, cairn_api::AddLimits { max_body_bytes: None, max_part_bytes: Some(1 << 20) });
+
+    // Absent: no limit, and `init` does not write them (IPFS Cluster has no such keys).
+    let v: serde_json::Value = serde_json::from_str(&init_json(crdt())).expect("json");
+    assert!(v["api"]["restapi"].get("add_max_body_bytes").is_none());
+    assert!(v["api"]["ipfsproxy"].get("add_max_part_bytes").is_none());
+    let loaded = parse(&init_json(crdt())).expect("loads");
+    let rest = loaded.config.api.restapi.as_ref().expect("restapi");
+    let server = crate::restapi::server_config(&dir, "api.restapi", cairn_api::Api::Restapi, rest).expect("server");
+    assert_eq!(server.add_limits, cairn_api::AddLimits::default());
+}

@@ -33,6 +33,7 @@ mod api;
 mod consensus;
 pub mod exposition;
 mod ipfs;
+pub mod log_throttle;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 mod plugin;
@@ -44,6 +45,7 @@ pub use api::{ApiMetrics, ApiTimer};
 pub use consensus::{ConsensusMetrics, CrdtMetrics, RaftCollector, RaftFigures, RaftMetrics};
 pub use exposition::Format;
 pub use ipfs::IpfsMetrics;
+pub use log_throttle::LogThrottle;
 pub use plugin::{PluginCollector, PluginFigures, PluginSource};
 pub use swarm::SwarmMetrics;
 pub use tracker::{PinStates, TrackerMetrics};

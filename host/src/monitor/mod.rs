@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use informer::Informer;
 pub use informer::PeerFigures;
 pub use metric::{Alert, Metric, now_nanos, rfc3339_nanos};
-pub use store::MetricStore;
+pub use store::{DEFAULT_MAX_TTL, MetricStore};
 
 use crate::config::ServiceConfig;
 
@@ -64,12 +64,17 @@ impl Monitor {
         if check_every.is_zero() {
             return Err(MonitorError::ZeroCheckInterval);
         }
-        let monitor = Monitor { store: Arc::default(), tasks: Arc::default() };
+        let informers = informer::from_config(config, figures);
+        // Other peers' metrics may live as long as this peer's own (a cluster shares its
+        // configuration), and at least a few minutes; never the sender's choice alone.
+        let own_ttl = informers.iter().map(|i| i.interval().saturating_mul(2)).max().unwrap_or_default();
+        let store = MetricStore::with_max_ttl(own_ttl.max(DEFAULT_MAX_TTL));
+        let monitor = Monitor { store: Arc::new(Mutex::new(store)), tasks: Arc::default() };
         // Subscribe to events before the topic, so no early message is missed.
         let events = swarm.events();
         swarm.subscribe(TOPIC).await?;
         let mut tasks = vec![tokio::spawn(receive(swarm.local_peer_id(), events, monitor.store.clone()))];
-        for informer in informer::from_config(config, figures) {
+        for informer in informers {
             tasks.push(tokio::spawn(publish(swarm.clone(), informer, monitor.store.clone())));
         }
         tasks.push(tokio::spawn(check(check_every, monitor.store.clone())));
@@ -156,7 +161,9 @@ async fn publish(swarm: SwarmHandle, informer: Box<dyn Informer>, store: Arc<Mut
             if !metric.valid {
                 continue; // Invalid metrics are never published (IPFS Cluster).
             }
-            lock(&store).log(metric.clone(), now_nanos());
+            if let Err(e) = lock(&store).log(metric.clone(), now_nanos()) {
+                warn!(metric = %metric.name, "this peer's own metric was not kept: {e}");
+            }
             let Ok(data) = serde_json::to_vec(&metric) else { continue };
             match swarm.publish(TOPIC, data).await {
                 Ok(()) => {}
@@ -206,7 +213,10 @@ async fn receive(
         };
         match source {
             Some(author) if author.to_string() == metric.peer && author != me => {
-                lock(&store).log(metric, now_nanos());
+                let name = metric.name.clone();
+                if let Err(e) = lock(&store).log(metric, now_nanos()) {
+                    debug!(peer = %author, "dropping metric {name:?}: {e}");
+                }
             }
             _ => debug!(?source, peer = %metric.peer, name = %metric.name, "dropping a metric not sent by its peer"),
         }
@@ -234,8 +244,8 @@ mod tests {
     fn rpc_answers_from_the_store() {
         let now = now_nanos();
         let mut store = MetricStore::default();
-        store.log(Metric::new("ping", "A", "{}", Duration::from_secs(60), now), now);
-        store.log(Metric::new("ping", "B", "{}", Duration::from_secs(1), now - 5_000_000_000), now);
+        store.log(Metric::new("ping", "A", "{}", Duration::from_secs(60), now), now).expect("kept");
+        store.log(Metric::new("ping", "B", "{}", Duration::from_secs(1), now - 5_000_000_000), now).expect("kept");
         store.check(now);
         let monitor = Monitor::from_store(store);
 

@@ -250,3 +250,41 @@ fn import_overrides_replication_and_allocations() {
     let (ok, _, err) = run(&dir, &["state", "import", "--force", path, "--allocs", "not-a-peer"]);
     assert!(!ok && err.contains("--allocs") && err.contains("not-a-peer"), "{err}");
 }
+
+#[test]
+fn a_corrupt_pinset_is_refused_naming_the_file_without_a_panic() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = init(tmp.path(), &[]);
+    let file = tmp.path().join("pins.ndjson");
+    write_pins(&file, &PINS);
+    let (ok, _, err) = run(&dir, &["state", "import", file.to_str().expect("utf-8")]);
+    assert!(ok, "{err}");
+
+    // A valid redb header (the first page) followed by garbage.
+    let pinset = dir.join("pinset.redb");
+    let mut bytes = std::fs::read(&pinset).expect("read pinset");
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in bytes.iter_mut().skip(4096) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = seed.to_le_bytes()[0];
+    }
+    std::fs::write(&pinset, &bytes).expect("corrupt pinset");
+
+    let out = common::cairn(&dir).args(["state", "export"]).env("CAIRN_LOG", "warn").output().expect("run cairn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "export of a corrupt pinset must fail:\n{err}");
+    assert_ne!(out.status.code(), Some(101), "cairn panicked:\n{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains(&pinset.display().to_string()) && err.contains("is corrupt"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing is exported");
+
+    let mut daemon = Daemon::start(&dir);
+    let status = daemon.wait_exit(START);
+    let log = daemon.drain_log();
+    assert!(!status.success(), "the daemon must refuse a corrupt pinset:\n{log}");
+    assert_ne!(status.code(), Some(101), "the daemon panicked:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains(&pinset.display().to_string()) && log.contains("is corrupt"), "{log}");
+}

@@ -7,6 +7,7 @@
 //!   [`PinStore::page`]) that never loads the whole pinset.
 //! - [`export`] / [`import`]: NDJSON in IPFS Cluster's `state export` format.
 
+mod guard;
 pub mod ndjson;
 pub mod pin;
 pub mod status;

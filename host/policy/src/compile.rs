@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +45,9 @@ pub(crate) struct Compiler {
 
 impl Compiler {
     pub(crate) fn new(cache_dir: Option<PathBuf>) -> Result<Self, PolicyError> {
+        if let Some(dir) = &cache_dir {
+            prepare_cache_dir(dir)?;
+        }
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -88,15 +93,30 @@ impl Compiler {
         if let Some(c) = self.compiled.lock().ok().and_then(|m| m.get(&hash).cloned()) {
             return Ok(c);
         }
-        let cache_file = self.cache_dir.as_ref().map(|dir| dir.join(self.cache_name(&hash)));
-        let from_disk = cache_file.as_ref().and_then(|path| std::fs::read(path).ok().map(|bytes| (path, bytes)));
-        let from_disk = from_disk.and_then(|(path, bytes)| {
-            // Read into memory rather than mmap the file: a cache file truncated under a
-            // running peer must not crash it (SIGBUS).
-            // SAFETY: the cache folder is written only by this runtime (under the
-            // operator's config folder); wasmtime checks the engine settings and version
-            // recorded in the artifact and errors out on a mismatch.
-            match unsafe { Component::deserialize(&self.engine, &bytes) } {
+        let cache_file = match &self.cache_dir {
+            Some(dir) => {
+                // Checked at every use, not only at start: the folder is the guard of what
+                // is loaded as native code (and it may have been removed meanwhile).
+                prepare_cache_dir(dir)?;
+                Some(dir.join(self.cache_name(&hash)))
+            }
+            None => None,
+        };
+        let from_disk = cache_file.as_ref().and_then(|path| match read_cache(path) {
+            Ok(artifact) => artifact.map(|artifact| (path, artifact)),
+            Err(why) => {
+                tracing::warn!(plugin = name, path = %path.display(), "ignoring compile cache entry: {why}");
+                None
+            }
+        });
+        let from_disk = from_disk.and_then(|(path, artifact)| {
+            // SAFETY: the artifact is native code. It is loaded only from a folder that
+            // only this user can write (`check_cache_dir`), from a file only this user can
+            // write, and only when its embedded sha256 matches (a torn or corrupted file is
+            // recompiled). wasmtime also checks the engine settings and version recorded in
+            // the artifact. The bytes are copied into memory rather than mmapped, so a file
+            // truncated under a running peer cannot crash it (SIGBUS).
+            match unsafe { Component::deserialize(&self.engine, &artifact) } {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(plugin = name, path = %path.display(), "ignoring unusable compile cache entry: {e:#}");
@@ -137,13 +157,90 @@ impl Drop for Compiler {
     }
 }
 
-/// Write atomically (temp file + rename) so a crash never leaves a torn artifact.
-fn write_cache(path: &std::path::Path, component: &Component) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// First bytes of a cache file; the sha256 of the artifact and the artifact follow.
+const CACHE_MAGIC: &[u8; 8] = b"cairncw1";
+
+/// Create the cache folder (owner-only) if missing, and refuse one that another user
+/// could write to: whoever can write there chooses the native code this peer runs.
+pub(crate) fn prepare_cache_dir(dir: &Path) -> Result<(), PolicyError> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| PolicyError::UnsafeCache { path: dir.to_path_buf(), why: format!("cannot create it: {e}") })?;
     }
+    check_cache_dir(dir)
+}
+
+/// The cache folder must be a directory owned by this user and not writable by group or
+/// others.
+///
+/// This is the real guard of the cache. The sha256 embedded in each file only catches
+/// corruption and torn writes: anyone able to replace a file could write a matching
+/// digest too, and a keyed digest would need a secret kept somewhere else.
+fn check_cache_dir(dir: &Path) -> Result<(), PolicyError> {
+    let unsafe_cache = |why: String| PolicyError::UnsafeCache { path: dir.to_path_buf(), why };
+    let meta = std::fs::metadata(dir).map_err(|e| unsafe_cache(format!("cannot read it: {e}")))?;
+    if !meta.is_dir() {
+        return Err(unsafe_cache("not a directory".into()));
+    }
+    owner_only(&meta).map_err(unsafe_cache)
+}
+
+/// Whether a cache file or folder is owned by this user and writable by nobody else.
+fn owner_only(meta: &std::fs::Metadata) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid {
+        return Err(format!(
+            "owned by uid {}, not by this user (uid {euid}); compiled plugins are native code",
+            meta.uid()
+        ));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "mode {mode:o} lets group or others write it; compiled plugins are native code (fix: chmod go-w)"
+        ));
+    }
+    Ok(())
+}
+
+/// The verified artifact of a cache file; `None` when there is none yet, an error saying
+/// why the file must not be used otherwise.
+fn read_cache(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open: {e}")),
+    };
+    // Of the opened file, so a swap after the check cannot slip in.
+    let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;
+    owner_only(&meta)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    let (magic, rest) = bytes.split_at_checked(CACHE_MAGIC.len()).ok_or("truncated header")?;
+    let (digest, artifact) = rest.split_at_checked(32).ok_or("truncated header")?;
+    if magic != CACHE_MAGIC {
+        return Err("not a cairn compile cache file".into());
+    }
+    if Sha256::digest(artifact).as_slice() != digest {
+        return Err("sha256 mismatch: the file is corrupted".into());
+    }
+    Ok(Some(artifact.to_vec()))
+}
+
+/// Write atomically (temp file + rename) so a crash never leaves a torn artifact; the
+/// file is owner-only and carries the artifact's sha256.
+fn write_cache(path: &Path, component: &Component) -> std::io::Result<()> {
+    let artifact = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    file.write_all(CACHE_MAGIC)?;
+    file.write_all(&Sha256::digest(&artifact))?;
+    file.write_all(&artifact)?;
+    file.sync_all()?;
+    drop(file);
     std::fs::rename(&tmp, path)
 }

@@ -24,6 +24,8 @@ pub enum PolicyError {
     Config { source_name: String, message: String },
     #[error("plugin {source_name}: failed to start: {failure}")]
     Start { source_name: String, failure: CallFailure },
+    #[error("plugin compile cache folder {path}: {why}")]
+    UnsafeCache { path: PathBuf, why: String },
     #[error("policy runtime: {0}")]
     Runtime(String),
 }

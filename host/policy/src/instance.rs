@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cairn_telemetry::LogThrottle;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
@@ -20,8 +21,18 @@ use crate::stderr::TailPipe;
 const LOG_LINES_PER_CALL: u32 = 16;
 /// Longest log line kept from a plugin.
 const LOG_LINE_MAX: usize = 1024;
-/// Table elements one instance may hold.
+/// Table elements one instance may hold, all its tables together.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Bytes the host copies out of a plugin in one answer (or one call of a host function):
+/// wasmtime's hostcall fuel, spent on every string and list element as it is copied, so a
+/// huge answer — or many strings pointing at the same large buffer — is refused while being
+/// copied rather than allocated first. The largest legitimate answer, an allocation over
+/// tens of thousands of peers, is far smaller.
+pub(crate) const MAX_ANSWER_BYTES: usize = 2 << 20;
+/// What wasmtime's error says when the hostcall fuel ran out (its type is private).
+const FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+/// One "plugin call failed" warning per plugin per this window; the counters have them all.
+const FAILURE_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// `resumed_at` when the call is not parked.
 const NOT_PARKED: u64 = u64::MAX;
 
@@ -34,6 +45,11 @@ pub(crate) struct HostState {
     table: ResourceTable,
     output: TailPipe,
     memory_cap: usize,
+    /// Bytes of all the instance's linear memories: a component instance may have several
+    /// (up to `memories()`), and the cap is for all of them together.
+    memory_used: usize,
+    /// Elements of all the instance's tables, likewise.
+    table_elements: usize,
     out_of_memory: bool,
     /// The deadline of the current call (or instance start), for reporting.
     deadline: Duration,
@@ -60,6 +76,8 @@ impl HostState {
             table: ResourceTable::new(),
             output,
             memory_cap: limits.memory_bytes,
+            memory_used: 0,
+            table_elements: 0,
             out_of_memory: false,
             deadline: limits.call_deadline,
             clock,
@@ -121,18 +139,28 @@ impl WasiView for HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+    // Called for each memory and table of the store (one store per instance), also when it
+    // is created (current 0). A growth that fails after being allowed stays counted, which
+    // errs on the safe side.
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_cap {
             // Refuse the growth; the guest then fails its allocation and traps. The flag
             // lets the trap be reported as what it is.
             self.out_of_memory = true;
             return Ok(false);
         }
+        self.memory_used = total;
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.table_elements.saturating_add(desired.saturating_sub(current));
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
@@ -337,6 +365,8 @@ struct Inner<K: Kind> {
     idle: Mutex<Vec<Slot<K>>>,
     permits: Semaphore,
     counters: Counters,
+    /// A failing plugin fails every call: its warnings are rate-limited.
+    failure_log: LogThrottle,
 }
 
 impl<K: Kind> Loaded<K> {
@@ -364,6 +394,7 @@ impl<K: Kind> Loaded<K> {
             limits,
             idle: Mutex::new(Vec::new()),
             counters: Counters::default(),
+            failure_log: LogThrottle::new(FAILURE_LOG_WINDOW),
         }));
         let slot = match loaded.fresh_slot().await {
             Ok(slot) => slot,
@@ -469,16 +500,21 @@ impl<K: Kind> Loaded<K> {
             CallFailure::Malformed(_) => &c.malformed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target: "cairn::plugin", plugin = &*self.0.name, "plugin call failed, decision fails safe: {failure}");
+        if let Some(suppressed) = self.0.failure_log.admit() {
+            tracing::warn!(
+                target: "cairn::plugin",
+                plugin = &*self.0.name,
+                suppressed,
+                "plugin call failed, decision fails safe: {failure}"
+            );
+        }
     }
 
     async fn fresh_slot(&self) -> Result<Slot<K>, StartError> {
         let inner = &self.0;
         inner.counters.instances_created.fetch_add(1, Ordering::Relaxed);
         let state = HostState::new(inner.name.clone(), inner.config.clone(), &inner.limits, inner.clock.clone());
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|s| s as &mut dyn ResourceLimiter);
-        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_tick()));
+        let mut store = new_store(&inner.engine, state);
         start_deadline(&mut store, inner.limits.start_deadline);
         let fail = |store: &Store<HostState>, e: wasmtime::Error| {
             StartError::Failed(match classify(&e, store.data()) {
@@ -503,6 +539,15 @@ enum StartError {
     Failed(CallFailure),
 }
 
+/// A store for one instance, with the sandbox's limiter and deadline callback installed.
+fn new_store(engine: &Engine, state: HostState) -> Store<HostState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| s as &mut dyn ResourceLimiter);
+    store.set_hostcall_fuel(MAX_ANSWER_BYTES);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_tick()));
+    store
+}
+
 fn start_deadline(store: &mut Store<HostState>, deadline: Duration) {
     store.data_mut().begin_call(deadline);
     store.set_epoch_deadline(1);
@@ -515,6 +560,11 @@ fn classify(error: &wasmtime::Error, state: &HostState) -> CallFailure {
     }
     if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return CallFailure::Deadline(state.deadline);
+    }
+    if format!("{error:#}").contains(FUEL_EXHAUSTED) {
+        return CallFailure::Malformed(format!(
+            "answer (or host call) over the {MAX_ANSWER_BYTES}-byte limit of a plugin answer"
+        ));
     }
     let mut message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(exit) => format!("called exit({})", exit.0),
@@ -531,6 +581,84 @@ fn classify(error: &wasmtime::Error, state: &HostState) -> CallFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A component whose two core instances each own one memory of one page, exporting
+    /// `grow-a` and `grow-b` (`memory.grow` on each; -1 when refused).
+    fn two_memory_component() -> Vec<u8> {
+        use wasm_encoder as we;
+        let mut types = we::TypeSection::new();
+        types.ty().function([we::ValType::I32], [we::ValType::I32]);
+        let mut funcs = we::FunctionSection::new();
+        funcs.function(0);
+        let mut memories = we::MemorySection::new();
+        memories.memory(we::MemoryType {
+            minimum: 1,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+        let mut exports = we::ExportSection::new();
+        exports.export("grow", we::ExportKind::Func, 0);
+        let mut code = we::CodeSection::new();
+        let mut body = we::Function::new([]);
+        body.instruction(&we::Instruction::LocalGet(0));
+        body.instruction(&we::Instruction::MemoryGrow(0));
+        body.instruction(&we::Instruction::End);
+        code.function(&body);
+        let mut module = we::Module::new();
+        module.section(&types).section(&funcs).section(&memories).section(&exports).section(&code);
+
+        let mut component = we::Component::new();
+        component.section(&we::ModuleSection(&module));
+        let mut instances = we::InstanceSection::new();
+        instances.instantiate(0, Vec::<(&str, we::ModuleArg)>::new());
+        instances.instantiate(0, Vec::<(&str, we::ModuleArg)>::new());
+        component.section(&instances);
+        let mut aliases = we::ComponentAliasSection::new();
+        for instance in 0..2 {
+            aliases.alias(we::Alias::CoreInstanceExport { instance, kind: we::ExportKind::Func, name: "grow" });
+        }
+        component.section(&aliases);
+        let mut ctypes = we::ComponentTypeSection::new();
+        ctypes
+            .function()
+            .params([("pages", we::ComponentValType::Primitive(we::PrimitiveValType::U32))])
+            .result(Some(we::ComponentValType::Primitive(we::PrimitiveValType::S32)));
+        component.section(&ctypes);
+        let mut canon = we::CanonicalFunctionSection::new();
+        canon.lift(0, 0, []);
+        canon.lift(1, 0, []);
+        component.section(&canon);
+        let mut cexports = we::ComponentExportSection::new();
+        cexports.export("grow-a", we::ComponentExportKind::Func, 0, None);
+        cexports.export("grow-b", we::ComponentExportKind::Func, 1, None);
+        component.section(&cexports);
+        component.finish()
+    }
+
+    #[tokio::test]
+    async fn memory_cap_covers_all_memories_of_an_instance() {
+        const PAGE: usize = 64 << 10;
+        let compiler = Compiler::new(None).expect("compiler");
+        let component = Component::new(compiler.engine(), two_memory_component()).expect("component");
+        // 64 pages in all; each memory starts with one.
+        let limits = Limits { memory_bytes: 64 * PAGE, ..Limits::default() };
+        let state = HostState::new("test".into(), "null".into(), &limits, compiler.clock().clone());
+        let mut store = new_store(compiler.engine(), state);
+        start_deadline(&mut store, Duration::from_secs(10));
+        let instance = compiler.linker().instantiate_async(&mut store, &component).await.expect("instantiate");
+        let grow_a = instance.get_typed_func::<(u32,), (i32,)>(&mut store, "grow-a").expect("grow-a");
+        let grow_b = instance.get_typed_func::<(u32,), (i32,)>(&mut store, "grow-b").expect("grow-b");
+
+        // Each memory to 48 pages, under the cap on its own: the second must be refused.
+        assert_eq!(grow_a.call_async(&mut store, (47,)).await.expect("grow a").0, 1);
+        assert_eq!(grow_b.call_async(&mut store, (47,)).await.expect("grow b").0, -1, "8 memories = 8 caps");
+        assert!(store.data().out_of_memory);
+        // Exactly up to the cap is allowed, one page more is not.
+        assert_eq!(grow_b.call_async(&mut store, (15,)).await.expect("grow b").0, 1);
+        assert_eq!(grow_a.call_async(&mut store, (1,)).await.expect("grow a").0, -1);
+    }
 
     #[test]
     fn latency_buckets() {

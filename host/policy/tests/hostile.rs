@@ -85,6 +85,39 @@ async fn panic_is_a_trap_and_the_instance_is_replaced() {
     good_plugin_still_works(&rt).await;
 }
 
+/// Log output written to memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin that fails every call must not write a warning per call: one per window, the
+/// rest are in the counters.
+#[tokio::test(flavor = "current_thread")]
+async fn a_failing_plugin_does_not_flood_the_log() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    // The current-thread runtime runs every task on this thread, under this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = runtime();
+    let p = load(&rt, "hostile_panic").await;
+    for _ in 0..20 {
+        assert!(is_fail_closed(&p.authorize_request(&request("GET", "/id", Credentials::None)).await));
+    }
+    assert_eq!(p.stats().traps, 20);
+    let text = String::from_utf8_lossy(&captured.0.lock().expect("log buffer")).into_owned();
+    assert_eq!(text.matches("plugin call failed").count(), 1, "{text}");
+}
+
 #[tokio::test]
 async fn filesystem_import_is_refused_at_load() {
     let rt = runtime();
@@ -134,6 +167,28 @@ async fn huge_list_gives_no_cors_headers() {
     assert!(took < rt.limits().call_deadline + SLACK, "took {took:?}");
     println!("huge list: {result:?} after {took:?}");
     assert_eq!(p.preflight(&req).await, Vec::<Header>::new());
+    good_plugin_still_works(&rt).await;
+}
+
+/// Answers that fit in the plugin's memory but not in what the host copies out of it: a
+/// 40 MiB principal, 400 000 headers. Refused while being copied, not after.
+#[tokio::test]
+async fn huge_answers_are_refused_before_the_host_copies_them() {
+    // A long deadline, so it is the answer's size that stops the call.
+    let rt = common::runtime_with_deadline(Duration::from_secs(5));
+    let p = load(&rt, "hostile_huge_answer").await;
+    let req = request("GET", "/id", Credentials::None);
+    let result = p.try_authorize_request(&req).await;
+    let Err(CallFailure::Malformed(message)) = &result else { panic!("expected a malformed answer, got {result:?}") };
+    assert!(message.contains("byte limit of a plugin answer"), "{message}");
+    let result = p.try_issue_token(&req).await;
+    let Err(CallFailure::Malformed(message)) = &result else { panic!("expected a malformed answer, got {result:?}") };
+    assert!(message.contains("byte limit of a plugin answer"), "{message}");
+    assert!(is_fail_closed(&p.authorize_request(&req).await));
+    assert_eq!(p.stats().malformed, 3);
+    // The instance that failed was replaced; a small answer still comes through.
+    let d = p.authorize_peer(&PeerRequest { peer_id: "12D3KooWPeer".into(), action: PeerAction::Id }).await;
+    assert_eq!(d, PeerDecision::Allow);
     good_plugin_still_works(&rt).await;
 }
 

@@ -72,6 +72,97 @@ async fn compiled_artifacts_are_cached_on_disk_and_reused() {
     assert!(std::fs::metadata(artifact).expect("artifact").len() > 1000);
 }
 
+/// The only entry of a cache folder.
+fn only_artifact(cache: &std::path::Path) -> std::path::PathBuf {
+    let entries: Vec<_> = std::fs::read_dir(cache).expect("cache dir").flatten().map(|e| e.path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.into_iter().next().expect("one entry")
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_cached_artifact_is_recompiled_not_loaded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let path = basic_auth_file(dir.path());
+    let settings = RuntimeSettings { cache_dir: Some(cache.clone()), limits: Limits::default() };
+    PolicyRuntime::new(settings.clone())
+        .expect("runtime")
+        .load_authorizer(&file_spec(&path, None))
+        .await
+        .expect("load");
+    let artifact = only_artifact(&cache);
+    let mut bytes = std::fs::read(&artifact).expect("read");
+    // Flip a byte in the middle of the longest run of zeros (section padding), a change the
+    // artifact's own format does not notice, so only an integrity check can.
+    let (mut best, mut run_start, mut best_len) = (0, 0, 0);
+    for (i, b) in bytes.iter().enumerate() {
+        if *b != 0 {
+            run_start = i + 1;
+        } else if i + 1 - run_start > best_len {
+            (best, best_len) = (run_start, i + 1 - run_start);
+        }
+    }
+    assert!(best_len >= 16, "no padding found in {} bytes", bytes.len());
+    bytes[best + best_len / 2] ^= 0x01;
+    std::fs::write(&artifact, &bytes).expect("tamper");
+
+    let p = PolicyRuntime::new(settings)
+        .expect("runtime")
+        .load_authorizer(&file_spec(&path, None))
+        .await
+        .expect("recompiles");
+    assert!(std::fs::read(&artifact).expect("read") != bytes, "the tampered artifact was loaded, not replaced");
+    assert_eq!(p.authorize_request(&request("GET", "/id", basic("u", "p"))).await, RequestDecision::Allow("u".into()));
+}
+
+#[tokio::test]
+async fn a_cache_folder_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("open-cache");
+    std::fs::create_dir(&cache).expect("mkdir");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let settings = RuntimeSettings { cache_dir: Some(cache.clone()), limits: Limits::default() };
+    let err = PolicyRuntime::new(settings.clone()).err().expect("a world-writable cache folder is refused");
+    assert!(err.to_string().contains(&cache.display().to_string()), "{err}");
+    assert!(err.to_string().contains("777"), "{err}");
+
+    // Made writable after start: refused at the next load, naming the folder.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let rt = PolicyRuntime::new(settings).expect("an owner-only folder is fine");
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o770)).expect("chmod");
+    let path = basic_auth_file(dir.path());
+    let err = rt.load_authorizer(&file_spec(&path, None)).await.err().expect("refused at load");
+    assert!(err.to_string().contains(&cache.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn cache_folder_and_files_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("a").join("cache");
+    let settings = RuntimeSettings { cache_dir: Some(cache.clone()), limits: Limits::default() };
+    let path = basic_auth_file(dir.path());
+    PolicyRuntime::new(settings.clone())
+        .expect("runtime")
+        .load_authorizer(&file_spec(&path, None))
+        .await
+        .expect("load");
+    assert_eq!(mode(&cache), 0o700);
+    let artifact = only_artifact(&cache);
+    assert_eq!(mode(&artifact) & 0o077, 0, "{:o}", mode(&artifact));
+
+    // A cache file others could have rewritten is not loaded; it is replaced.
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    PolicyRuntime::new(settings).expect("runtime").load_authorizer(&file_spec(&path, None)).await.expect("load");
+    assert_eq!(mode(&artifact) & 0o077, 0, "{:o}", mode(&artifact));
+}
+
 #[tokio::test]
 async fn unknown_builtin_lists_the_builtins() {
     let err = runtime().load_authorizer(&PluginSpec::builtin("nope", json!(null))).await.err().expect("unknown");

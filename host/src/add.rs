@@ -120,7 +120,11 @@ async fn run(rpc: Arc<ClusterRpc>, request: AddRequest, outputs: &mut Outputs) -
             };
             // The API already refused longer paths with a 400 before the add started; the same
             // limits keep the importer's own check from differing.
-            let limits = PathLimits { max_depth: AddLimits::MAX_PATH_DEPTH, max_bytes: AddLimits::MAX_PATH_BYTES };
+            let limits = PathLimits {
+                max_depth: AddLimits::MAX_PATH_DEPTH,
+                max_bytes: AddLimits::MAX_PATH_BYTES,
+                ..PathLimits::default()
+            };
             let mut importer = Importer::new(dag, options, sink.clone()).with_path_limits(limits);
             let mut any = false;
             while let Some(part) = parts.try_next().await? {

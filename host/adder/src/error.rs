@@ -50,6 +50,12 @@ pub enum AdderError {
         /// The limit.
         limit: usize,
     },
+    /// More files and directories than the importer's [`crate::PathLimits::max_entries`].
+    #[error("the add holds more than {limit} files and directories (max entries)")]
+    TooManyEntries {
+        /// The limit.
+        limit: usize,
+    },
     /// Two entries were added at the same path (MFS refuses this too).
     #[error("duplicate path \"{0}\": an entry with this name was already added")]
     DuplicatePath(String),

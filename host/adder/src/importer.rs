@@ -1,6 +1,6 @@
 //! The UnixFS importer: files and directories of one add request into one DAG.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Display;
 
 use bytes::Bytes;
@@ -19,21 +19,31 @@ const HAMT_SHARDING_SIZE: usize = 256 * 1024;
 pub const DEFAULT_MAX_PATH_DEPTH: usize = 256;
 /// Default of [`PathLimits::max_bytes`] (Linux's `PATH_MAX`).
 pub const DEFAULT_MAX_PATH_BYTES: usize = 4096;
+/// Default of [`PathLimits::max_entries`].
+pub const DEFAULT_MAX_ENTRIES: usize = 1_000_000;
+/// The shortest binary CID a link can have (CIDv0), for a lower bound of Kubo's estimate.
+const MIN_CID_BYTES: usize = 34;
 
-/// Bounds on the paths an importer accepts. Each directory level costs memory and an Added
-/// event carrying its full path, so unbounded paths would let a small request cost quadratic
-/// memory.
+/// Bounds on the paths and the tree an importer accepts. Each directory level costs memory and
+/// an Added event carrying its full path, so unbounded paths would let a small request cost
+/// quadratic memory, and the tree is held until [`Importer::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathLimits {
     /// Most components in one path.
     pub max_depth: usize,
     /// Most bytes in one path, as given.
     pub max_bytes: usize,
+    /// Most files and directories in one import.
+    pub max_entries: usize,
 }
 
 impl Default for PathLimits {
     fn default() -> Self {
-        PathLimits { max_depth: DEFAULT_MAX_PATH_DEPTH, max_bytes: DEFAULT_MAX_PATH_BYTES }
+        PathLimits {
+            max_depth: DEFAULT_MAX_PATH_DEPTH,
+            max_bytes: DEFAULT_MAX_PATH_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
     }
 }
 
@@ -50,21 +60,74 @@ pub struct ImportOptions {
 
 /// An entry of the directory tree being built.
 enum Entry {
-    File { cid: Cid, size: u64 },
+    /// The CID and cumulative size, boxed: a CID is about 100 bytes and most entries of a deep
+    /// tree are directories.
+    File(Box<(Cid, u64)>),
     Dir(Dir),
 }
 
-/// A directory being built; `BTreeMap` keeps names in byte order, which is dag-pb's link order.
+/// A directory being built.
 #[derive(Default)]
 struct Dir {
-    children: BTreeMap<String, Entry>,
+    /// Sorted by name (byte order, dag-pb's link order). A vector costs a few dozen bytes per
+    /// directory where a map node costs over a kilobyte, and paths are cheap to send.
+    children: Vec<(String, Entry)>,
+    /// A lower bound of Kubo's size estimate (names plus binary CIDs).
+    estimate: usize,
+}
+
+impl Dir {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.children.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&Entry> {
+        self.position(name).ok().and_then(|at| self.children.get(at)).map(|(_, e)| e)
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Entry> {
+        self.position(name).ok().map(|at| self.children.remove(at).1)
+    }
+
+    /// Inserts a new entry at `at` (from [`Dir::position`]). A directory whose estimate passes
+    /// twice Kubo's sharding size is refused now, not at `finish` (which would refuse it anyway),
+    /// so that no directory grows without bound.
+    fn insert_at(
+        &mut self,
+        at: usize,
+        name: String,
+        entry: Entry,
+        path: impl Fn() -> String,
+    ) -> Result<(), AdderError> {
+        let estimate = self.estimate.saturating_add(name.len()).saturating_add(MIN_CID_BYTES);
+        if estimate >= 2 * HAMT_SHARDING_SIZE {
+            let entries = self.children.len().saturating_add(1);
+            return Err(AdderError::DirectoryTooLarge { path: path(), entries, estimated: estimate });
+        }
+        self.estimate = estimate;
+        if self.children.capacity() == 0 {
+            // Most directories of a deep tree have one child.
+            self.children.reserve_exact(1);
+        }
+        self.children.insert(at.min(self.children.len()), (name, entry));
+        Ok(())
+    }
+}
+
+/// Counts one more entry of the import against its limit.
+fn count_entry(entries: &mut usize, max: usize) -> Result<(), AdderError> {
+    if *entries >= max {
+        return Err(AdderError::TooManyEntries { limit: max });
+    }
+    *entries = entries.saturating_add(1);
+    Ok(())
 }
 
 impl Drop for Dir {
     /// Empties the tree level by level: the derived drop would recurse once per level and a
     /// deep enough tree would overflow the stack.
     fn drop(&mut self) {
-        let mut pending: Vec<BTreeMap<String, Entry>> = vec![std::mem::take(&mut self.children)];
+        let mut pending: Vec<Vec<(String, Entry)>> = vec![std::mem::take(&mut self.children)];
         while let Some(children) = pending.pop() {
             for (_, entry) in children {
                 if let Entry::Dir(mut dir) = entry {
@@ -80,6 +143,8 @@ pub struct Importer<S: BlockSink> {
     params: DagParams,
     options: ImportOptions,
     limits: PathLimits,
+    /// Files and directories in the tree so far.
+    entries: usize,
     sink: S,
     root: Dir,
     /// Top-level names in the order they first appeared (without wrapping, each is a root).
@@ -96,6 +161,7 @@ impl<S: BlockSink> Importer<S> {
             params,
             options,
             limits: PathLimits::default(),
+            entries: 0,
             sink,
             root: Dir::default(),
             top_order: Vec::new(),
@@ -180,7 +246,7 @@ impl<S: BlockSink> Importer<S> {
             events(AddEvent::Progress { name: name.clone(), bytes: read });
         }
 
-        let entry = Entry::File { cid: root.cid, size: root.tsize };
+        let entry = Entry::File(Box::new((root.cid, root.tsize)));
         if parts.is_empty() {
             let key = root.cid.to_string();
             self.insert(&[key.as_str()], &name, entry)?;
@@ -199,7 +265,7 @@ impl<S: BlockSink> Importer<S> {
         }
         let name = parts.join("/");
         self.note_top(parts[0]);
-        dir_mut(&mut self.root, &parts, &name).map(|_| ())
+        dir_mut(&mut self.root, &parts, &name, &mut self.entries, self.limits.max_entries).map(|_| ())
     }
 
     /// Builds the directory nodes (Kubo emits directories after their files, children before
@@ -219,9 +285,9 @@ impl<S: BlockSink> Importer<S> {
         };
         let mut result = None;
         for name in std::mem::take(&mut self.top_order) {
-            let cid = match self.root.children.remove(&name) {
+            let cid = match self.root.remove(&name) {
                 Some(Entry::Dir(dir)) => self.emit_dirs(dir, name.clone(), events).await?,
-                Some(Entry::File { cid, .. }) => cid,
+                Some(Entry::File(file)) => file.0,
                 None => continue,
             };
             if name == last {
@@ -275,11 +341,11 @@ impl<S: BlockSink> Importer<S> {
         let mut dir = &self.root;
         for (i, part) in parts.iter().enumerate() {
             let last = i + 1 == parts.len();
-            match dir.children.get(*part) {
+            match dir.get(part) {
                 None => return Ok(()),
                 Some(_) if last => return Err(AdderError::DuplicatePath(name.to_owned())),
                 Some(Entry::Dir(d)) => dir = d,
-                Some(Entry::File { .. }) => {
+                Some(Entry::File(_)) => {
                     return Err(AdderError::PathConflict { path: name.to_owned(), file: parts[..=i].join("/") });
                 }
             }
@@ -292,12 +358,12 @@ impl<S: BlockSink> Importer<S> {
             return Err(AdderError::Path { path: name.to_owned(), reason: "empty path" });
         };
         self.note_top(parts[0]);
-        let dir = dir_mut(&mut self.root, parents, name)?;
-        if dir.children.contains_key(*last) {
+        let dir = dir_mut(&mut self.root, parents, name, &mut self.entries, self.limits.max_entries)?;
+        let Err(at) = dir.position(last) else {
             return Err(AdderError::DuplicatePath(name.to_owned()));
-        }
-        dir.children.insert((*last).to_owned(), entry);
-        Ok(())
+        };
+        count_entry(&mut self.entries, self.limits.max_entries)?;
+        dir.insert_at(at, (*last).to_owned(), entry, || parents.join("/"))
     }
 }
 
@@ -326,14 +392,29 @@ fn split_path(path: &str, limits: PathLimits) -> Result<Vec<&str>, AdderError> {
     Ok(parts)
 }
 
-/// The directory at `parts` below `root`, created with its parents when missing.
-fn dir_mut<'a>(root: &'a mut Dir, parts: &[&str], name: &str) -> Result<&'a mut Dir, AdderError> {
+/// The directory at `parts` below `root`, created with its parents when missing (each new one
+/// counted in `entries`, up to `max_entries`).
+fn dir_mut<'a>(
+    root: &'a mut Dir,
+    parts: &[&str],
+    name: &str,
+    entries: &mut usize,
+    max_entries: usize,
+) -> Result<&'a mut Dir, AdderError> {
     let mut dir = root;
     for (i, part) in parts.iter().enumerate() {
-        let entry = dir.children.entry((*part).to_owned()).or_insert_with(|| Entry::Dir(Dir::default()));
-        dir = match entry {
-            Entry::Dir(d) => d,
-            Entry::File { .. } => {
+        let at = match dir.position(part) {
+            Ok(at) => at,
+            Err(at) => {
+                count_entry(entries, max_entries)?;
+                let parent = || parts.get(..i).unwrap_or_default().join("/");
+                dir.insert_at(at, (*part).to_owned(), Entry::Dir(Dir::default()), parent)?;
+                at
+            }
+        };
+        dir = match dir.children.get_mut(at).map(|(_, entry)| entry) {
+            Some(Entry::Dir(d)) => d,
+            Some(Entry::File(_)) | None => {
                 return Err(AdderError::PathConflict { path: name.to_owned(), file: parts[..=i].join("/") });
             }
         };
@@ -347,7 +428,7 @@ struct OpenDir {
     path_len: usize,
     /// Its name in its parent.
     name: String,
-    entries: std::collections::btree_map::IntoIter<String, Entry>,
+    entries: std::vec::IntoIter<(String, Entry)>,
     links: Vec<(String, Pending)>,
 }
 
@@ -375,7 +456,8 @@ impl DirWalk {
         loop {
             let Some(top) = self.stack.last_mut() else { return Ok(None) };
             match top.entries.next() {
-                Some((name, Entry::File { cid, size })) => {
+                Some((name, Entry::File(file))) => {
+                    let (cid, size) = *file;
                     top.links.push((name, Pending { cid, tsize: size, filesize: 0 }))
                 }
                 Some((name, Entry::Dir(mut dir))) => {

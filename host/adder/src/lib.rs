@@ -17,6 +17,9 @@
 //!   refused with [`AdderError::DirectoryTooLarge`];
 //! - hash functions: sha2-256, sha2-512, blake2b-256; CIDv0 only with sha2-256 (Kubo's rule);
 //! - no symlinks, no UnixFS mode/mtime, no filestore (`nocopy` has no meaning here).
+//! - [`PathLimits`]: paths over 256 components or 4096 bytes, and imports over 1 000 000 entries,
+//!   are refused (each level costs memory and an Added line carrying its whole path); a directory
+//!   is refused as soon as its estimate passes twice the sharding size, not only at `finish`.
 //!
 //! Deviations from the API sketch:
 //! - [`Importer::add_file`] returns `Result<Option<Cid>, _>`: `None` when the file is skipped as
@@ -40,7 +43,9 @@ use futures::future::BoxFuture;
 
 pub use car::{CarSummary, import_car, import_car_summary};
 pub use error::AdderError;
-pub use importer::{DEFAULT_MAX_PATH_BYTES, DEFAULT_MAX_PATH_DEPTH, ImportOptions, Importer, PathLimits};
+pub use importer::{
+    DEFAULT_MAX_ENTRIES, DEFAULT_MAX_PATH_BYTES, DEFAULT_MAX_PATH_DEPTH, ImportOptions, Importer, PathLimits,
+};
 pub use params::{Chunker, DEFAULT_CHUNK_SIZE, DagParams, HashFunction, Layout, MAX_CHUNK_SIZE};
 
 /// One finished block: its CID and its bytes.

@@ -14,7 +14,7 @@ fn deep_path() -> String {
 
 /// An importer whose path limits let the deep path through (the defaults refuse it).
 fn importer() -> Importer<Vec<Block>> {
-    let limits = PathLimits { max_depth: DEPTH, max_bytes: 2 * DEPTH };
+    let limits = PathLimits { max_depth: DEPTH, max_bytes: 2 * DEPTH, ..PathLimits::default() };
     Importer::new(DagParams::default(), ImportOptions::default(), Vec::new()).with_path_limits(limits)
 }
 

@@ -5,7 +5,9 @@ mod common;
 use std::future::Future;
 
 use bytes::Bytes;
-use cairn_adder::{AddEvent, AdderError, Block, BlockSink, DagParams, HashFunction, ImportOptions, Importer, Layout};
+use cairn_adder::{
+    AddEvent, AdderError, Block, BlockSink, DagParams, HashFunction, ImportOptions, Importer, Layout, PathLimits,
+};
 use cid::Cid;
 use common::{data, stream};
 use futures::future::BoxFuture;
@@ -230,4 +232,34 @@ async fn too_deep_and_too_long_paths_are_refused_naming_the_limit() {
     let ok = vec!["b"; 200].join("/");
     assert!(importer.add_directory(&ok).is_ok());
     assert!(add(&mut importer, &format!("{ok}/f"), b"x", &mut events).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_directory_far_over_the_sharding_size_is_refused_while_it_grows() {
+    let mut importer = Importer::new(DagParams::default(), ImportOptions::default(), Vec::new());
+    // Each entry counts at least 100 + 34 bytes: past 2 * 262144 well before 5000 entries, so
+    // the tree stops growing instead of waiting for `finish`.
+    let mut refused = None;
+    for i in 0..5000 {
+        if let Err(e) = importer.add_directory(&format!("big/{i:0>100}")) {
+            refused = Some((i, e.to_string()));
+            break;
+        }
+    }
+    let (at, err) = refused.expect("refused before finish");
+    assert!(at < 4000, "refused at entry {at}");
+    assert!(err.starts_with("directory \"big\" is too large"), "{err}");
+}
+
+#[tokio::test]
+async fn an_import_holds_at_most_max_entries() {
+    let limits = PathLimits { max_entries: 10, ..PathLimits::default() };
+    let mut importer =
+        Importer::new(DagParams::default(), ImportOptions::default(), Vec::new()).with_path_limits(limits);
+    let mut events = Vec::new();
+    assert!(importer.add_directory("a/b/c/d/e").is_ok());
+    assert!(add(&mut importer, "a/b/f", b"x", &mut events).await.is_ok());
+    assert!(importer.add_directory("a/b/c").is_ok(), "existing directories do not count");
+    let err = importer.add_directory("g/h/i/j/k").err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(err, "the add holds more than 10 files and directories (max entries)");
 }

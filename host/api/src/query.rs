@@ -124,62 +124,9 @@ pub fn parse_go_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts.
+/// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts (overflow included).
 pub fn parse_go_duration(input: &str) -> Result<i64, String> {
-    let invalid = || format!("time: invalid duration {input:?}");
-    let mut s = input;
-    let negative = s.starts_with('-');
-    if let Some(rest) = s.strip_prefix('-').or_else(|| s.strip_prefix('+')) {
-        s = rest;
-    }
-    if s == "0" {
-        return Ok(0);
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: u128 = 0;
-    while !s.is_empty() {
-        // The number: digits, optionally a fraction.
-        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
-        let (int_part, rest) = s.split_at(int_len);
-        let (frac_part, rest) = match rest.strip_prefix('.') {
-            Some(after) => {
-                let n = after.bytes().take_while(u8::is_ascii_digit).count();
-                after.split_at(n)
-            }
-            None => ("", rest),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = rest.bytes().take_while(|b| *b != b'.' && !b.is_ascii_digit()).count();
-        let (unit, rest) = rest.split_at(unit_len);
-        let per_unit: u128 = match unit {
-            "" => return Err(format!("time: missing unit in duration {input:?}")),
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            other => return Err(format!("time: unknown unit {other:?} in duration {input:?}")),
-        };
-        let int: u128 = if int_part.is_empty() { 0 } else { int_part.parse().map_err(|_| invalid())? };
-        let mut value = int.checked_mul(per_unit).ok_or_else(invalid)?;
-        let mut scale = per_unit;
-        for digit in frac_part.bytes().take(30) {
-            scale /= 10;
-            value += u128::from(digit - b'0') * scale;
-        }
-        total = total.checked_add(value).ok_or_else(invalid)?;
-        if total > i64::MAX as u128 {
-            return Err(invalid());
-        }
-        s = rest;
-    }
-    let total = total as i64;
-    Ok(if negative { -total } else { total })
+    cairn_go_duration::parse(input).map_err(|e| e.to_string())
 }
 
 /// Decodes a peer id in either form Go's `peer.Decode` accepts (base58 multihash, or a CIDv1 with
@@ -264,7 +211,9 @@ pub fn pin_options_from_query(q: &Query) -> Result<PinOptions, ApiError> {
             return Err(ApiError::bad_request("expire-in duration too short"));
         }
         let delta = std::time::Duration::from_nanos(nanos.unsigned_abs());
-        opts.expire_at = Timestamp(Timestamp::now().0 + delta);
+        opts.expire_at = Timestamp::now()
+            .checked_add(delta)
+            .ok_or_else(|| ApiError::bad_request(format!("expire-in: {expire_in} is out of range")))?;
     }
 
     let mut metadata = BTreeMap::new();
@@ -443,6 +392,22 @@ mod tests {
         assert!(parse_go_duration("99999999999h").is_err());
         assert_eq!(parse_go_bool("T"), Some(true));
         assert_eq!(parse_go_bool("yes"), None);
+    }
+
+    #[test]
+    fn an_expire_in_out_of_range_is_refused_not_wrapped() {
+        // Issue #14: this wrapped to a small expiry and the pin was accepted (200).
+        let input = "94522879700260684295381835.9h";
+        assert_eq!(
+            opts(&format!("expire-in={input}")).unwrap_err(),
+            format!("expire-in cannot be parsed: time: invalid duration \"{input}\"")
+        );
+        for input in ["9223372036854775808ns", "2562047h48m", "9223372036854775807ns1ns"] {
+            assert!(opts(&format!("expire-in={input}")).unwrap_err().contains("invalid duration"), "{input}");
+        }
+        // The largest duration Go has still makes a valid expiry (292 years from now).
+        let o = opts("expire-in=9223372036854775807ns").expect("the largest duration");
+        assert!(o.expire_at.0 > Timestamp::now().0 + time_secs(292 * 365 * 24 * 3600));
     }
 
     #[test]

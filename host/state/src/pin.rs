@@ -139,6 +139,13 @@ impl Timestamp {
     pub fn parse(input: &str) -> Result<Self, time::error::Parse> {
         OffsetDateTime::parse(input, &Rfc3339).map(Self)
     }
+
+    /// `self` plus `d`, or `None` when that is past the years a timestamp can hold (9999): for
+    /// durations that come from a request, where `+` would panic.
+    pub fn checked_add(&self, d: std::time::Duration) -> Option<Self> {
+        let d = time::Duration::try_from(d).ok()?;
+        self.0.checked_add(d).map(Self)
+    }
 }
 
 impl Default for Timestamp {
@@ -605,5 +612,15 @@ mod tests {
         assert!(!Timestamp::now().is_unset());
         let t: Timestamp = serde_json::from_str("null").expect("null time");
         assert_eq!(t, Timestamp::ZERO);
+    }
+
+    #[test]
+    fn adding_a_duration_is_checked() {
+        let t = Timestamp::parse("2024-01-01T00:00:00Z").expect("time");
+        let hour = std::time::Duration::from_secs(3600);
+        assert_eq!(t.checked_add(hour), Timestamp::parse("2024-01-01T01:00:00Z").ok());
+        let last = Timestamp::parse("9999-12-31T23:59:59Z").expect("time");
+        assert_eq!(last.checked_add(hour), None);
+        assert_eq!(t.checked_add(std::time::Duration::MAX), None);
     }
 }

@@ -36,6 +36,24 @@ const FAILURE_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// `resumed_at` when the call is not parked.
 const NOT_PARKED: u64 = u64::MAX;
 
+/// How many times its deadline a call may stay on a thread (running, or preempted by the
+/// OS) before it is cut even though it has not used its CPU budget.
+const WALL_SLACK: u64 = 10;
+
+/// The calling thread's CPU time in nanoseconds (0 if it cannot be read, which leaves the
+/// wall-clock cap in force).
+fn thread_cpu_nanos() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
 /// What a store carries: the plugin's identity and config, a deny-all WASI context, and
 /// the bookkeeping that enforces the deadline and memory cap.
 pub(crate) struct HostState {
@@ -54,13 +72,20 @@ pub(crate) struct HostState {
     /// The deadline of the current call (or instance start), for reporting.
     deadline: Duration,
     clock: TickClock,
-    /// Ticks the current call may run, and has run so far.
+    /// The CPU time the current call may use, and has used so far (nanoseconds).
+    budget_cpu: u64,
+    used_cpu: u64,
+    /// Ticks the current call may spend on a thread (running or preempted by the OS): a
+    /// hard cap of `WALL_SLACK` times the deadline, in case CPU time cannot be read.
     budget_ticks: u64,
     used_ticks: u64,
-    /// The tick at which the call's current running stretch began.
+    /// The tick, and the thread's CPU time, at which the call's current running stretch began.
     segment_start: u64,
+    segment_cpu: u64,
     /// Set by the yield future to the tick at which a parked call was resumed.
     resumed_at: Arc<AtomicU64>,
+    /// Set by the yield future to the resuming thread's CPU time, before `resumed_at`.
+    resumed_cpu: Arc<AtomicU64>,
     logs_left: u32,
 }
 
@@ -81,18 +106,26 @@ impl HostState {
             out_of_memory: false,
             deadline: limits.call_deadline,
             clock,
+            budget_cpu: 0,
+            used_cpu: 0,
             budget_ticks: 0,
             used_ticks: 0,
             segment_start: 0,
+            segment_cpu: 0,
             resumed_at: Arc::new(AtomicU64::new(NOT_PARKED)),
+            resumed_cpu: Arc::new(AtomicU64::new(0)),
             logs_left: LOG_LINES_PER_CALL,
         }
     }
 
     fn begin_call(&mut self, deadline: Duration) {
         self.deadline = deadline;
-        self.budget_ticks = deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1) as u64;
+        self.budget_cpu = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX).max(1);
+        self.used_cpu = 0;
+        let ticks = u64::try_from(deadline.as_nanos().div_ceil(EPOCH_TICK.as_nanos())).unwrap_or(u64::MAX).max(1);
+        self.budget_ticks = ticks.saturating_mul(WALL_SLACK);
         self.used_ticks = 0;
+        self.segment_cpu = thread_cpu_nanos();
         // A refused growth that the guest survived must not label a later failure.
         self.out_of_memory = false;
         self.segment_start = self.clock.now();
@@ -100,20 +133,30 @@ impl HostState {
         self.logs_left = LOG_LINES_PER_CALL;
     }
 
-    /// Called at each epoch tick that passes while the call runs. Only ticks that pass
-    /// while the call is running count against its budget — not time it spends parked
-    /// behind other tasks after a yield — so the deadline is a CPU budget, not a wall-clock
-    /// one that a busy executor would eat.
+    /// Called at each epoch tick that passes while the call runs. The deadline is a CPU
+    /// budget: what counts is the CPU time the calling thread spent while the call ran — not
+    /// time parked behind other tasks after a yield, which a busy executor would eat, nor
+    /// time the OS gave the core to another thread, which a busy machine would eat (a
+    /// legitimate call was refused that way under load). A call that stays on its thread
+    /// `WALL_SLACK` times its deadline without using it is cut anyway.
     fn on_tick(&mut self) -> UpdateDeadline {
         let now = self.clock.now();
+        let cpu = thread_cpu_nanos();
         let resumed = self.resumed_at.swap(NOT_PARKED, Ordering::AcqRel);
         if resumed != NOT_PARKED {
             self.segment_start = resumed;
+            self.segment_cpu = self.resumed_cpu.load(Ordering::Acquire);
         }
         let ran = now.saturating_sub(self.segment_start);
+        // A stretch cannot use more CPU than the wall time it lasted (+1 tick for the
+        // tick's resolution); this also bounds a reading taken on another thread.
+        let ran_wall = u64::try_from(EPOCH_TICK.as_nanos()).unwrap_or(u64::MAX).saturating_mul(ran.saturating_add(1));
+        let ran_cpu = cpu.saturating_sub(self.segment_cpu).min(ran_wall);
         self.segment_start = now;
-        self.used_ticks += ran;
-        if self.used_ticks >= self.budget_ticks {
+        self.segment_cpu = cpu;
+        self.used_ticks = self.used_ticks.saturating_add(ran);
+        self.used_cpu = self.used_cpu.saturating_add(ran_cpu);
+        if self.used_cpu >= self.budget_cpu || self.used_ticks >= self.budget_ticks {
             return UpdateDeadline::Interrupt;
         }
         if ran == 0 {
@@ -121,11 +164,13 @@ impl HostState {
             return UpdateDeadline::Continue(1);
         }
         // Give the executor its thread back at every tick of a long call.
-        let (resumed_at, clock) = (self.resumed_at.clone(), self.clock.clone());
+        let (resumed_at, resumed_cpu, clock) = (self.resumed_at.clone(), self.resumed_cpu.clone(), self.clock.clone());
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
+                // Possibly another thread now: the CPU time is this thread's.
+                resumed_cpu.store(thread_cpu_nanos(), Ordering::Release);
                 resumed_at.store(clock.now(), Ordering::Release);
             }),
         )

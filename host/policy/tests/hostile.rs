@@ -227,3 +227,58 @@ async fn a_long_call_does_not_block_the_async_runtime() {
     let n = ticks.load(std::sync::atomic::Ordering::Relaxed);
     assert!(n >= 10, "the other task ran only {n} times during a 200 ms plugin call");
 }
+
+/// Pins the calling thread to one CPU (the first it may use) and returns it.
+fn pin_to_one_cpu(cpu: Option<usize>) -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_{get,set}affinity(0, ...) act on the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let cpu = match cpu {
+            Some(cpu) => cpu,
+            None => {
+                assert_eq!(libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set), 0);
+                (0..libc::CPU_SETSIZE as usize).find(|&c| libc::CPU_ISSET(c, &set)).expect("some CPU is allowed")
+            }
+        };
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0);
+        cpu
+    }
+}
+
+/// On a core shared with another busy thread a call gets about half of it. The deadline is
+/// CPU time, so a spinning call is cut once it has used its budget (about twice the deadline
+/// in wall time), not when the wall clock reaches the deadline: counting time the OS gave
+/// to other threads refused legitimate calls on a loaded machine.
+#[test]
+fn the_deadline_counts_cpu_time_not_time_preempted_by_the_os() {
+    let deadline = Duration::from_millis(40);
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = common::runtime_with_deadline(deadline);
+    let p = tokio.block_on(load(&rt, "hostile_spin"));
+
+    let cpu = pin_to_one_cpu(None);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinner = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin_to_one_cpu(Some(cpu));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    // Let the spinner start and take its share.
+    std::thread::sleep(Duration::from_millis(20));
+    let started = Instant::now();
+    let result = tokio.block_on(p.try_authorize_request(&request("GET", "/id", Credentials::None)));
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().expect("spinner");
+
+    assert_eq!(result, Err(CallFailure::Deadline(deadline)));
+    assert!(took >= deadline * 3 / 2, "cut after {took:?} on a shared core: time preempted by the OS was counted");
+    // The wall-clock cap (10 x the deadline) still bounds it.
+    assert!(took < deadline * 10 + SLACK, "took {took:?}");
+}

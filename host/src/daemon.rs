@@ -74,13 +74,34 @@ fn add_trusted(config: &mut ServiceConfig, extra: &[String]) {
     if extra.is_empty() {
         return;
     }
-    if let Some(crdt) = config.consensus.crdt.as_mut() {
-        let trusted = crdt.trusted_peers.get_or_insert_with(Vec::new);
+    let Some(crdt) = config.consensus.crdt.as_mut() else { return };
+    let add = |trusted: &mut Vec<String>| {
         for id in extra {
             if !trusted.contains(id) {
                 trusted.push(id.clone());
             }
         }
+    };
+    // An explicit trusted-peers config that lists peers gets them too: adding them only to
+    // the section would make the two lists differ, which the config refuses as a conflict.
+    let explicit = crdt
+        .peer_authorizer_plugin
+        .as_mut()
+        .filter(|p| p.plugin == "builtin:trusted-peers")
+        .and_then(|p| p.config.as_mut())
+        .and_then(|c| c.get_mut("trusted_peers"))
+        .and_then(|list| list.as_array_mut());
+    match explicit {
+        Some(list) => {
+            let mut ids: Vec<String> = list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+            add(&mut ids);
+            *list = ids.into_iter().map(serde_json::Value::String).collect();
+            // The section's list, if any, equals the explicit one (else the config is refused): keep it so.
+            if let Some(trusted) = crdt.trusted_peers.as_mut() {
+                add(trusted);
+            }
+        }
+        None => add(crdt.trusted_peers.get_or_insert_with(Vec::new)),
     }
 }
 
@@ -667,4 +688,42 @@ fn describe(spec: &PluginSpec) -> String {
     let config = serde_json::to_string(&spec.config).unwrap_or_default();
     let fingerprint = hex::encode(&Sha256::digest(config.as_bytes())[..6]);
     format!("plugin={} config={fingerprint}", spec.source)
+}
+
+#[cfg(test)]
+mod bootstrap_trust_tests {
+    use std::path::Path;
+
+    use serde_json::{Value, json};
+
+    use super::add_trusted;
+    use crate::config::{ConsensusSection, CrdtConfig, ServiceConfig};
+
+    /// What the trusted-peers plugin is given after `--bootstrap` peers are added.
+    fn trusted_after_bootstrap(section: Option<&[&str]>, explicit: Option<Value>) -> Value {
+        let mut config = ServiceConfig::for_init(ConsensusSection { crdt: Some(CrdtConfig::default()), raft: None });
+        let crdt = config.consensus.crdt.as_mut().expect("crdt");
+        crdt.trusted_peers = section.map(|l| l.iter().map(|s| s.to_string()).collect());
+        crdt.peer_authorizer_plugin = explicit.map(|config| {
+            serde_json::from_value(json!({"plugin": "builtin:trusted-peers", "config": config})).expect("plugin ref")
+        });
+        add_trusted(&mut config, &["C".to_owned()]);
+        let points = config.decision_points(Path::new("/")).expect("the bootstrap peer makes no conflict");
+        let point = points.iter().find(|p| p.key == "consensus.crdt.peer_authorizer_plugin").expect("point");
+        point.spec.config["trusted_peers"].clone()
+    }
+
+    #[test]
+    fn bootstrap_peers_are_trusted_whichever_place_lists_the_trusted_peers() {
+        assert_eq!(trusted_after_bootstrap(None, None), json!(["C"]));
+        assert_eq!(trusted_after_bootstrap(Some(&["A"]), None), json!(["A", "C"]));
+        // An explicit list of the builtin: the bootstrap peer joins it, with no conflict.
+        assert_eq!(trusted_after_bootstrap(None, Some(json!({"trusted_peers": ["A", "B"]}))), json!(["A", "B", "C"]));
+        assert_eq!(
+            trusted_after_bootstrap(Some(&["A", "B"]), Some(json!({"trusted_peers": ["A", "B"]}))),
+            json!(["A", "B", "C"])
+        );
+        // An explicit config without the key takes the section's list.
+        assert_eq!(trusted_after_bootstrap(None, Some(json!({}))), json!(["C"]));
+    }
 }

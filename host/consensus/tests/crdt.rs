@@ -449,3 +449,60 @@ async fn a_trusted_peers_clock_far_in_the_future_is_refused() {
         cluster.remove(id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_records_request_with_a_bad_bucket_range_is_refused() {
+    let cluster = Cluster::new(&["a"]);
+    let a = cluster.add("a", settings());
+    a.commit_pin(pin(1)).await.expect("commit");
+    for (first, last) in [(5u32, 2u32), (0, 65_535), (4096, 4096)] {
+        let request = serde_json::json!({"first": first, "last": last, "after": null, "limit": 10});
+        let answer = a.handle_rpc("b".into(), "Crdt.Records".into(), serde_json::to_vec(&request).expect("json")).await;
+        let err = answer.expect_err("a bucket range outside 0..4096 or reversed must be refused");
+        assert!(err.contains("bucket"), "{err}");
+    }
+    cluster.remove("a").await;
+}
+
+/// A trusted peer whose record pages never end: always a `next`, never a record. It gives up
+/// after 1000 pages itself, so the test ends whatever the engine does.
+#[derive(Default)]
+struct EndlessPages(std::sync::atomic::AtomicU64);
+
+impl PeerNetwork for EndlessPages {
+    fn local_peer(&self) -> String {
+        "b".into()
+    }
+    fn call(&self, _peer: &str, method: &str, _payload: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 1000 {
+            return Box::pin(std::future::ready(Err("the test peer stopped paging after 1000 pages".into())));
+        }
+        let answer = match method {
+            "Crdt.Fingerprints" => vec![0xff; BUCKETS * 16],
+            _ => serde_json::to_vec(&serde_json::json!({"records": [], "next": cid(1).to_string()})).expect("json"),
+        };
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+    fn publish(&self, _topic: &str, _data: Vec<u8>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn connected_peers(&self) -> BoxFuture<'_, Vec<String>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_paging_without_progress_ends_the_sync_round() {
+    let cluster = Cluster::new(&["a", "b"]);
+    let b = CrdtConsensus::start(
+        settings(),
+        cluster.store("b"),
+        Arc::new(EndlessPages::default()),
+        Arc::new(Trust(cluster.trusted.clone())),
+    )
+    .expect("start");
+    let round = tokio::time::timeout(Duration::from_secs(10), b.sync_with("a")).await;
+    let err = round.expect("the sync round never ended").expect_err("a page without progress is an error");
+    assert!(err.to_string().contains("progress"), "{err}");
+    b.shutdown().await.expect("shutdown");
+}

@@ -293,6 +293,12 @@ impl Consensus for CrdtConsensus {
                 RPC_RECORDS => {
                     let req: RecordsRequest =
                         serde_json::from_slice(&payload).map_err(|e| format!("bad {RPC_RECORDS} request: {e}"))?;
+                    if req.first > req.last || usize::from(req.last) >= BUCKETS {
+                        return Err(format!(
+                            "bad {RPC_RECORDS} request: bucket range {}..={} is not an ascending range of 0..{BUCKETS}",
+                            req.first, req.last
+                        ));
+                    }
                     blocking(move || {
                         let after = req.after.as_deref().map(Cid::parse).transpose().map_err(|e| e.to_string())?;
                         let page = store
@@ -715,6 +721,12 @@ async fn pull_range(
         let payload = serde_json::to_vec(&request).map_err(|e| net(e.to_string()))?;
         let raw = inner.network.call(peer, RPC_RECORDS, payload).await.map_err(net)?;
         let page: RecordsPage = serde_json::from_slice(&raw).map_err(|e| net(format!("bad records page: {e}")))?;
+        // Each page must move forward, or a peer could keep this loop (and task) busy for ever.
+        if let Some(next) = &page.next
+            && (page.records.is_empty() || after.as_deref() == Some(next.as_str()))
+        {
+            return Err(net(format!("records page makes no progress (next: {next})")));
+        }
         let mut records = Vec::with_capacity(page.records.len());
         let mut too_far_ahead: Option<ClockError> = None;
         for wire in page.records {

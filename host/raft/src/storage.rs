@@ -460,7 +460,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         {
             let mut cache = lock(&self.cache);
-            let kept = cache.entries.split_off(&(log_id.index + 1));
+            // A purge up to u64::MAX (from a leader's snapshot) keeps nothing, without overflowing.
+            let kept = match log_id.index.checked_add(1) {
+                Some(first_kept) => cache.entries.split_off(&first_kept),
+                None => BTreeMap::new(),
+            };
             cache.entries = kept;
             cache.last_purged = Some(log_id);
         }

@@ -38,7 +38,7 @@ impl From<GoDuration> for Duration {
     }
 }
 
-pub use cairn_ipfs::go_duration::{format, parse};
+pub use cairn_go_duration::{format, parse_duration as parse};
 
 impl fmt::Display for GoDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

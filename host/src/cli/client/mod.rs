@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use self::http::{Client, ClientError, ClientSettings, Query, TlsOptions, empty, path_escape};
-use crate::config::{ConfigDir, GoDuration};
+use crate::config::ConfigDir;
 use crate::monitor::now_nanos;
 
 /// How to reach and talk to the REST API; on every client command.
@@ -375,10 +375,9 @@ pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     if text.is_empty() {
         anyhow::bail!("empty duration");
     }
-    // Parsed by the config's Go-duration type, so both accept exactly the same texts.
-    let d: GoDuration = serde_json::from_value(Value::String(text.to_owned()))
-        .map_err(|e| anyhow::anyhow!("{e} (expected a Go duration such as 90s or 1h30m)"))?;
-    Ok(d.into())
+    // The parser of the config's Go durations, so both accept exactly the same texts.
+    cairn_go_duration::parse_duration(text)
+        .map_err(|e| anyhow::anyhow!("{e} (expected a Go duration such as 90s or 1h30m)"))
 }
 
 #[cfg(test)]

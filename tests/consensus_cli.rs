@@ -99,4 +99,8 @@ fn writes_of_an_untrusted_peer_are_not_applied() {
     let (ok, out, err) = run(&b, &["rpc", &a_addr, "Cluster.PinGet", "--payload", &get]);
     assert!(!ok && err.contains("pin is not part of the pinset"), "{out}{err}");
     da.wait_for(&["refused crdt delta", "may not write the pinset"], Duration::from_secs(10));
+    // Nor does a's GET /pins list it: a asks only peers it trusts, and keeps only CIDs of its
+    // own pinset (evil's answer used to be merged as given).
+    let (ok, out, err) = run(&a, &["status", "--enc", "json"]);
+    assert!(ok && !out.contains(cid) && !out.contains(&evil_id), "a lists the untrusted peer's pin: {ok} {out}{err}");
 }

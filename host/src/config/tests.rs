@@ -608,3 +608,36 @@ fn add_limits_are_read_and_reach_the_servers() {
     let server = crate::restapi::server_config(&dir, "api.restapi", cairn_api::Api::Restapi, rest).expect("server");
     assert_eq!(server.add_limits, cairn_api::AddLimits::default());
 }
+
+/// The fuzz target for service.json: any bytes are parsed (with and without environment
+/// overrides) into a config or an error, never a panic; a config that loads derives its
+/// decision points and security summary without a panic either.
+fn service_json_target(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    for loaded in [parse(text), parse_env(text, &[("CLUSTER_SECRET", "zz"), ("CLUSTER_CRDT_TRUSTEDPEERS", "*,x")])] {
+        if let Ok(loaded) = loaded {
+            let _ = loaded.config.decision_points(Path::new("/cfg"));
+            let _ = crate::security::summary(&loaded.config, true);
+        }
+    }
+}
+
+/// service.json under the stable fuzz runner: the seeds in host/fuzz-targets/corpus/service_json
+/// (what `cairn init` writes for crdt and raft), then mutants for `CAIRN_FUZZ_SECS`.
+#[test]
+fn service_json_fuzz() {
+    use cairn_fuzz_targets::runner::{self, Settings};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz-targets");
+    let corpus = root.join("corpus").join("service_json");
+    // The seeds are real configs (what `cairn init` wrote), so mutants start deep in the parser.
+    for seed in runner::read_corpus(&corpus) {
+        let text = String::from_utf8(seed).expect("seed is UTF-8");
+        assert!(parse(&text).is_ok(), "a seed in {} does not load", corpus.display());
+    }
+    // Unit tests have no CARGO_TARGET_TMPDIR: crashing inputs go to the system's temp folder.
+    let crashes = std::env::temp_dir().join("cairn-fuzz-crashes");
+    match runner::run("service_json", service_json_target, &corpus, &crashes, &Settings::from_env()) {
+        Ok(report) => println!("{report}"),
+        Err(crash) => panic!("{crash}"),
+    }
+}

@@ -19,6 +19,8 @@ fn main() {
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
     // Fixtures are members by glob, so a new one changes no manifest: watch the folder.
     println!("cargo:rerun-if-changed={}", plugins.join("fixtures").display());
+    // Host crates the guests build from (the one Go-duration parser).
+    println!("cargo:rerun-if-changed={}", root.join("host/go-duration").display());
     for dir in guest_dirs(&plugins) {
         println!("cargo:rerun-if-changed={}", dir.display());
     }

@@ -545,7 +545,8 @@ impl<K: Kind> Loaded<K> {
             CallFailure::Malformed(_) => &c.malformed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = self.0.failure_log.admit() {
+        // One window per kind of failure: a flood of traps does not hide the first deadline.
+        if let Some(suppressed) = self.0.failure_log.admit_kind(std::mem::discriminant(failure)) {
             tracing::warn!(
                 target: "cairn::plugin",
                 plugin = &*self.0.name,

@@ -865,11 +865,11 @@ impl Task {
                         let response = match authorizer.authorize(peer, &method).await {
                             Err(reason) => {
                                 metrics.rpc_denied.inc();
-                                // A peer can repeat a denied call at will: one line per window,
-                                // the count of the rest is in the next line and in the metrics.
+                                // A peer can repeat a denied call at will: one line per window and
+                                // (peer, method), the count of the rest in the next line and the metrics.
                                 static DENIED_LOG: cairn_telemetry::LogThrottle =
                                     cairn_telemetry::LogThrottle::new(Duration::from_secs(10));
-                                if let Some(suppressed) = DENIED_LOG.admit() {
+                                if let Some(suppressed) = DENIED_LOG.admit_kind((&peer, &method)) {
                                     tracing::warn!(%peer, %method, %reason, suppressed, "peer rpc denied");
                                 }
                                 let _ = events.send(NetworkEvent::RpcDenied {
